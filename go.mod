@@ -1,0 +1,3 @@
+module ddi.dev/ddi
+
+go 1.26

@@ -1,0 +1,217 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// ErrUnresolved is wrapped by every resolution failure.
+var ErrUnresolved = errors.New("unresolved dependency")
+
+// ResolveError says why a dependency has no provider. Its message names the
+// dependency and its selector.
+type ResolveError struct {
+	Dependency string
+	Selector   string
+	Reason     string
+}
+
+func (e *ResolveError) Error() string {
+	return fmt.Sprintf("dependency %q (selector %q) is unresolved: %s", e.Dependency, e.Selector, e.Reason)
+}
+
+// Unwrap lets errors.Is(err, ErrUnresolved) succeed.
+func (e *ResolveError) Unwrap() error { return ErrUnresolved }
+
+// Admits reports whether the scope of provider p lets consumer c bind to it.
+//
+// Namespaces: empty admits only p's own namespace; otherwise c's namespace
+// must be listed, or "*" must be. ServiceAccounts, Workloads and
+// WorkloadLabels, when set, must each match as well.
+func Admits(p *Provider, c Consumer) bool {
+	s := &p.Scope
+	cns := c.Namespace
+	if cns == "" {
+		cns = DefaultNamespace
+	}
+	if len(s.Namespaces) == 0 {
+		if cns != p.Namespace {
+			return false
+		}
+	} else if !contains(s.Namespaces, cns) && !contains(s.Namespaces, "*") {
+		return false
+	}
+	if len(s.ServiceAccounts) > 0 && !contains(s.ServiceAccounts, c.ServiceAccount) {
+		return false
+	}
+	if len(s.Workloads) > 0 && !contains(s.Workloads, c.Name) {
+		return false
+	}
+	for k, v := range s.WorkloadLabels {
+		if got, ok := c.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Resolve picks the provider for one dependency of consumer c among
+// providers. The rules, in order (docs/resolution.md):
+//
+//  1. A selector that names a provider considers only that provider (in the
+//     selector's namespace, else the consumer's).
+//  2. A type selector considers providers of that type whose version lies in
+//     the range and that carry every selector label.
+//  3. Only providers whose scope admits the consumer and that have at least
+//     one ready endpoint count.
+//  4. Among the rest the highest version wins; a provider without a version
+//     counts as 0.0.0.
+//  5. Ties go to a provider in the consumer's own namespace, then to the
+//     lexically smallest namespace/name.
+//
+// No match is a *ResolveError that names the dependency and the selector,
+// and says which rule excluded the candidates.
+func Resolve(c Consumer, dep Dependency, providers []*Provider) (*Provider, error) {
+	sel := dep.Selector
+	fail := func(format string, args ...any) error {
+		return &ResolveError{Dependency: dep.Alias, Selector: sel.String(), Reason: fmt.Sprintf(format, args...)}
+	}
+	cns := c.Namespace
+	if cns == "" {
+		cns = DefaultNamespace
+	}
+	if sel.Provider != "" {
+		ns := sel.Namespace
+		if ns == "" {
+			ns = cns
+		}
+		for _, p := range providers {
+			if p.Name != sel.Provider || p.Namespace != ns {
+				continue
+			}
+			switch {
+			case !Admits(p, c):
+				return nil, fail("provider %s/%s does not admit consumer %s/%s (see its scope)", ns, p.Name, cns, c.Name)
+			case len(p.ReadyEndpoints()) == 0:
+				return nil, fail("provider %s/%s has no ready endpoint", ns, p.Name)
+			}
+			return p, nil
+		}
+		return nil, fail("no provider named %s in namespace %s", sel.Provider, ns)
+	}
+
+	var (
+		best                                         *Provider
+		bestV                                        Version
+		typeMatch, versionMatch, labelMatch, inScope int
+	)
+	for _, p := range providers {
+		if p.Type != sel.Type {
+			continue
+		}
+		typeMatch++
+		v, err := providerVersion(p)
+		if err != nil || !sel.Range.Match(v) {
+			continue
+		}
+		versionMatch++
+		if !hasLabels(p.Labels, sel.Labels) {
+			continue
+		}
+		labelMatch++
+		if !Admits(p, c) {
+			continue
+		}
+		inScope++
+		if len(p.ReadyEndpoints()) == 0 {
+			continue
+		}
+		if best == nil || better(p, v, best, bestV, cns) {
+			best, bestV = p, v
+		}
+	}
+	switch {
+	case best != nil:
+		return best, nil
+	case typeMatch == 0:
+		return nil, fail("no provider has type %s", sel.Type)
+	case versionMatch == 0:
+		return nil, fail("%d provider(s) of type %s, none with a version in %s", typeMatch, sel.Type, sel.Range)
+	case labelMatch == 0:
+		return nil, fail("%d provider(s) of type %s in range %s, none with labels %s", versionMatch, sel.Type, sel.Range, formatLabels(sel.Labels))
+	case inScope == 0:
+		return nil, fail("%d matching provider(s), none whose scope admits consumer %s/%s", labelMatch, cns, c.Name)
+	default:
+		return nil, fail("%d matching provider(s) in scope, none with a ready endpoint", inScope)
+	}
+}
+
+func providerVersion(p *Provider) (Version, error) {
+	if p.Version == "" {
+		return Version{}, nil
+	}
+	return ParseVersion(p.Version)
+}
+
+func better(p *Provider, pv Version, q *Provider, qv Version, cns string) bool {
+	if c := pv.Compare(qv); c != 0 {
+		return c > 0
+	}
+	if (p.Namespace == cns) != (q.Namespace == cns) {
+		return p.Namespace == cns
+	}
+	return p.Key() < q.Key()
+}
+
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+func formatLabels(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+// NewBinding builds the binding of dependency dep to provider p. The
+// secret is included only when withSecret is true (the consumer is in the
+// provider's scope, which Resolve already checked).
+func NewBinding(dep Dependency, p *Provider, withSecret bool) Binding {
+	b := Binding{
+		Name:      dep.Alias,
+		Provider:  p.Name,
+		Namespace: p.Namespace,
+		Type:      p.Type,
+		Version:   p.Version,
+		Endpoints: p.ReadyEndpoints(),
+		Config:    p.Config,
+		Selector:  dep.Selector.String(),
+	}
+	if withSecret {
+		b.Secret = p.Secret
+	}
+	return b
+}

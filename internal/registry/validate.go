@@ -1,0 +1,191 @@
+package registry
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Limits on what a provider may carry. They keep one bad registration from
+// bloating every snapshot.
+const (
+	MaxEndpoints   = 64
+	MaxMapEntries  = 64
+	MaxValueLength = 4096
+	MinLeaseTTL    = time.Second
+	MaxLeaseTTL    = 24 * time.Hour
+)
+
+var typeAliases = map[string]string{
+	"postgres": "postgresql",
+	"pg":       "postgresql",
+	"mongo":    "mongodb",
+	"rabbitmq": "amqp",
+}
+
+// CanonicalType returns the conventional Service Binding name of a type:
+// "postgres" becomes "postgresql", "mongo" becomes "mongodb", "rabbitmq"
+// becomes "amqp". Other types are returned lower-cased.
+func CanonicalType(t string) string {
+	t = strings.ToLower(strings.TrimSpace(t))
+	if c, ok := typeAliases[t]; ok {
+		return c
+	}
+	return t
+}
+
+// ValidateType checks that a type is a DNS-1123 label.
+func ValidateType(t string) error {
+	return ValidateName("type", t)
+}
+
+var labelKey = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+var labelValue = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`)
+
+// ValidateLabel checks a label key and value with Kubernetes' rules.
+func ValidateLabel(k, v string) error {
+	if len(k) > 253 || !labelKey.MatchString(k) {
+		return &FieldError{Field: "label key", Value: k, Reason: "is not a valid label key: use letters, digits, '-', '_' and '.', with an optional DNS prefix and '/'"}
+	}
+	if len(v) > 63 || !labelValue.MatchString(v) {
+		return &FieldError{Field: "labels." + k, Value: v, Reason: "is not a valid label value: at most 63 letters, digits, '-', '_' or '.'"}
+	}
+	return nil
+}
+
+var configKey = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+
+// ValidateConfigKey checks that a config or secret key can safely become a
+// file name in a Service Binding directory: no path separators, no dots at
+// the start, nothing that escapes the directory.
+func ValidateConfigKey(field, k string) error {
+	if len(k) > 253 || !configKey.MatchString(k) || strings.Contains(k, "..") {
+		return &FieldError{Field: field, Value: k, Reason: "is not a valid key: use letters, digits, '-', '_' and '.', without '/' or '..' (it becomes a file name)"}
+	}
+	return nil
+}
+
+// NormalizeProvider fills defaults (namespace, canonical type) in place.
+func NormalizeProvider(p *Provider) {
+	if p.Namespace == "" {
+		p.Namespace = DefaultNamespace
+	}
+	p.Type = CanonicalType(p.Type)
+	p.Version = strings.TrimPrefix(strings.TrimSpace(p.Version), "v")
+}
+
+// ValidateProvider checks every field of a provider and returns the first
+// problem as a *FieldError naming the field. It does not modify p; call
+// NormalizeProvider first.
+func ValidateProvider(p *Provider) error {
+	if err := ValidateName("namespace", p.Namespace); err != nil {
+		return err
+	}
+	if err := ValidateName("name", p.Name); err != nil {
+		return err
+	}
+	if p.Type == "" {
+		return &FieldError{Field: "type", Reason: "is required: for example http, postgresql, redis or nats"}
+	}
+	if err := ValidateType(p.Type); err != nil {
+		return err
+	}
+	if p.Version != "" {
+		if _, err := ParseVersion(p.Version); err != nil {
+			return &FieldError{Field: "version", Value: p.Version, Reason: "is not a semantic version: write MAJOR.MINOR.PATCH, for example 1.4.0"}
+		}
+	}
+	for k, v := range p.Labels {
+		if err := ValidateLabel(k, v); err != nil {
+			return err
+		}
+	}
+	if len(p.Labels) > MaxMapEntries {
+		return &FieldError{Field: "labels", Reason: fmt.Sprintf("has %d entries; at most %d are allowed", len(p.Labels), MaxMapEntries)}
+	}
+	if len(p.Endpoints) > MaxEndpoints {
+		return &FieldError{Field: "endpoints", Reason: fmt.Sprintf("has %d entries; at most %d are allowed", len(p.Endpoints), MaxEndpoints)}
+	}
+	for i, e := range p.Endpoints {
+		if err := ValidateEndpointURL(fmt.Sprintf("endpoints[%d].url", i), e.URL); err != nil {
+			return err
+		}
+	}
+	for _, m := range []struct {
+		field  string
+		values map[string]string
+		secret bool
+	}{{"config", p.Config, false}, {"secret", p.Secret, true}} {
+		if len(m.values) > MaxMapEntries {
+			return &FieldError{Field: m.field, Reason: fmt.Sprintf("has %d entries; at most %d are allowed", len(m.values), MaxMapEntries)}
+		}
+		for k, v := range m.values {
+			if err := ValidateConfigKey(m.field+" key", k); err != nil {
+				return err
+			}
+			if len(v) > MaxValueLength {
+				return &FieldError{Field: m.field + "." + k, Reason: fmt.Sprintf("is %d bytes long; at most %d are allowed", len(v), MaxValueLength)}
+			}
+		}
+	}
+	if p.SecretRef != nil {
+		if err := ValidateName("secretRef.name", p.SecretRef.Name); err != nil {
+			return err
+		}
+	}
+	for i, ns := range p.Scope.Namespaces {
+		if ns == "*" {
+			continue
+		}
+		if err := ValidateName(fmt.Sprintf("scope.namespaces[%d]", i), ns); err != nil {
+			return err
+		}
+	}
+	for i, w := range p.Scope.Workloads {
+		if err := ValidateName(fmt.Sprintf("scope.workloads[%d]", i), w); err != nil {
+			return err
+		}
+	}
+	for k, v := range p.Scope.WorkloadLabels {
+		if err := ValidateLabel(k, v); err != nil {
+			return err
+		}
+	}
+	if p.Lease != nil {
+		if err := ValidateTTL(time.Duration(p.Lease.TTL)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ValidateTTL checks a lease TTL.
+func ValidateTTL(ttl time.Duration) error {
+	if ttl < MinLeaseTTL || ttl > MaxLeaseTTL {
+		return &FieldError{Field: "ttl", Value: ttl.String(), Reason: fmt.Sprintf("is out of range: use a duration between %s and %s", MinLeaseTTL, MaxLeaseTTL)}
+	}
+	return nil
+}
+
+// ValidateEndpointURL checks that u is an absolute URL with a host.
+func ValidateEndpointURL(field, u string) error {
+	parsed, err := url.Parse(u)
+	if err != nil || parsed.Scheme == "" || parsed.Host == "" {
+		return &FieldError{Field: field, Value: redactURL(u), Reason: "is not an absolute URL: write it like http://127.0.0.1:8080 or postgres://db:5432/app"}
+	}
+	return nil
+}
+
+// redactURL drops user information so that credentials in a bad URL never
+// reach an error message.
+func redactURL(u string) string {
+	if i := strings.Index(u, "@"); i >= 0 {
+		if j := strings.Index(u, "://"); j >= 0 && j < i {
+			return u[:j+3] + "REDACTED" + u[i:]
+		}
+		return "REDACTED" + u[i:]
+	}
+	return u
+}
