@@ -1,0 +1,109 @@
+// Package httpapi holds the small pieces every ddi HTTP API shares: RFC 9457
+// problem documents, strict JSON decoding with a size limit, and JSON
+// responses. It must not know about any particular route.
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 1 << 20
+
+// ProblemBase prefixes problem type URIs.
+const ProblemBase = "https://ddi.dev/problems/"
+
+// Problem is an RFC 9457 problem document. Extra members (field,
+// dependency, selector) name what the problem is about.
+type Problem struct {
+	Type       string `json:"type"`
+	Title      string `json:"title"`
+	Status     int    `json:"status"`
+	Detail     string `json:"detail,omitempty"`
+	Field      string `json:"field,omitempty"`
+	Dependency string `json:"dependency,omitempty"`
+	Selector   string `json:"selector,omitempty"`
+}
+
+func (p *Problem) Error() string {
+	if p.Detail != "" {
+		return p.Detail
+	}
+	return p.Title
+}
+
+// NewProblem builds a problem; kind is the last segment of its type URI.
+func NewProblem(status int, kind, detail string) *Problem {
+	return &Problem{Type: ProblemBase + kind, Title: http.StatusText(status), Status: status, Detail: detail}
+}
+
+// WriteProblem writes p with Content-Type application/problem+json.
+func WriteProblem(w http.ResponseWriter, p *Problem) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+// WriteJSON writes v as a JSON response with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// DecodeJSON reads one JSON value from r's body into v: at most
+// MaxBodyBytes, unknown fields refused, nothing after the value. The error
+// is a 400 (or 413) problem that names the offending field where it can.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) *Problem {
+	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeProblem(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return NewProblem(http.StatusBadRequest, "malformed-json", "request body holds more than one JSON value")
+	}
+	return nil
+}
+
+func decodeProblem(err error) *Problem {
+	var (
+		maxErr    *http.MaxBytesError
+		syntaxErr *json.SyntaxError
+		typeErr   *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &maxErr):
+		return NewProblem(http.StatusRequestEntityTooLarge, "body-too-large", fmt.Sprintf("request body exceeds %d bytes", maxErr.Limit))
+	case errors.Is(err, io.EOF):
+		return NewProblem(http.StatusBadRequest, "malformed-json", "request body is empty: send a JSON object")
+	case errors.As(err, &syntaxErr):
+		return NewProblem(http.StatusBadRequest, "malformed-json", fmt.Sprintf("request body is not valid JSON at byte %d: %v", syntaxErr.Offset, syntaxErr))
+	case errors.As(err, &typeErr):
+		p := NewProblem(http.StatusBadRequest, "invalid-field", fmt.Sprintf("field %q must be a JSON %s, not %s", typeErr.Field, typeErr.Type, typeErr.Value))
+		p.Field = typeErr.Field
+		return p
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		p := NewProblem(http.StatusBadRequest, "unknown-field", fmt.Sprintf("unknown field %q: remove it (see docs/api.md for the accepted fields)", field))
+		p.Field = field
+		return p
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return NewProblem(http.StatusBadRequest, "malformed-json", "request body ends in the middle of a JSON value")
+	}
+	return NewProblem(http.StatusBadRequest, "malformed-json", "request body is not valid JSON: "+err.Error())
+}
+
+// FieldProblem makes a 400 problem about one field.
+func FieldProblem(field, detail string) *Problem {
+	p := NewProblem(http.StatusBadRequest, "invalid-field", detail)
+	p.Field = field
+	return p
+}
