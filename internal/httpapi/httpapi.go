@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"ddi.dev/ddi/internal/registry"
 )
 
 // MaxBodyBytes bounds every request body.
@@ -106,4 +108,14 @@ func FieldProblem(field, detail string) *Problem {
 	p := NewProblem(http.StatusBadRequest, "invalid-field", detail)
 	p.Field = field
 	return p
+}
+
+// ValidationProblem turns a validation error into a 400 problem; a
+// *registry.FieldError names its field.
+func ValidationProblem(err error) *Problem {
+	var fe *registry.FieldError
+	if errors.As(err, &fe) {
+		return FieldProblem(fe.Field, err.Error())
+	}
+	return NewProblem(http.StatusBadRequest, "invalid-input", err.Error())
 }
