@@ -1,0 +1,88 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"ddi.dev/ddi/internal/protocol"
+	"ddi.dev/ddi/internal/registry"
+)
+
+// Identity is who a stream serves, as established by an Authenticator.
+type Identity struct {
+	Consumer     registry.Consumer
+	Dependencies []registry.Dependency
+	// Owner is recorded on providers this sidecar registers (a pod UID on
+	// Kubernetes, the sidecar ID locally).
+	Owner string
+}
+
+// Authenticator establishes the identity behind a request.
+type Authenticator interface {
+	// Identify returns the identity a stream serves. Locally it trusts the
+	// hello; on Kubernetes it verifies the bearer token and reads the pod.
+	Identify(ctx context.Context, r *http.Request, hello *protocol.Hello) (Identity, error)
+	// AuthorizeWrite checks a provider create, update, renew or delete
+	// (p holds at least namespace and name). It may set p.Owner, or refuse
+	// with an error wrapping ErrForbidden or ErrUnauthenticated.
+	AuthorizeWrite(ctx context.Context, r *http.Request, p *registry.Provider) error
+}
+
+// Errors an Authenticator returns; the API maps them to 403 and 401.
+var (
+	ErrForbidden       = fmt.Errorf("forbidden")
+	ErrUnauthenticated = fmt.Errorf("unauthenticated")
+)
+
+// SecretSource fills secret material that a provider only references.
+type SecretSource interface {
+	// Secret returns the data of p.SecretRef, restricted to its keys.
+	Secret(ctx context.Context, p *registry.Provider) (map[string]string, error)
+}
+
+// Trusting is the Authenticator of `ddi dev`: the control plane listens on
+// loopback, so it believes the identity and dependencies a sidecar declares
+// in its hello.
+type Trusting struct{}
+
+// Identify parses the hello's consumer and dependencies.
+func (Trusting) Identify(_ context.Context, _ *http.Request, hello *protocol.Hello) (Identity, error) {
+	c := hello.Consumer
+	if c.Namespace == "" {
+		c.Namespace = registry.DefaultNamespace
+	}
+	if err := registry.ValidateName("consumer.name", c.Name); err != nil {
+		return Identity{}, err
+	}
+	if err := registry.ValidateName("consumer.namespace", c.Namespace); err != nil {
+		return Identity{}, err
+	}
+	deps, err := ParseDependencyList(hello.Dependencies)
+	if err != nil {
+		return Identity{}, err
+	}
+	return Identity{Consumer: c, Dependencies: deps, Owner: hello.SidecarID}, nil
+}
+
+// AuthorizeWrite allows every write.
+func (Trusting) AuthorizeWrite(context.Context, *http.Request, *registry.Provider) error { return nil }
+
+// ParseDependencyList parses "alias=selector" entries and refuses duplicate
+// aliases.
+func ParseDependencyList(list []string) ([]registry.Dependency, error) {
+	deps := make([]registry.Dependency, 0, len(list))
+	seen := make(map[string]bool, len(list))
+	for _, s := range list {
+		d, err := registry.ParseDependency(s)
+		if err != nil {
+			return nil, err
+		}
+		if seen[d.Alias] {
+			return nil, fmt.Errorf("dependency alias %q is declared twice", d.Alias)
+		}
+		seen[d.Alias] = true
+		deps = append(deps, d)
+	}
+	return deps, nil
+}

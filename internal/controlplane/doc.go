@@ -1,0 +1,12 @@
+// Package controlplane is ddi's control plane: it owns a registry.Store,
+// keeps an in-memory index of providers fed by the store's watch, resolves
+// each connected consumer's dependencies, and streams versioned snapshots to
+// sidecars over the protocol in docs/protocol.md. It also serves the
+// provider REST API the CLI and sidecars use for run-time registrations.
+//
+// The same Server runs in `ddi dev` (embedded bbolt store, trusting
+// loopback callers) and inside `ddi controller` on Kubernetes (custom
+// resource store, identities from service-account tokens): everything
+// platform-specific comes in through Store, Authenticator and SecretSource.
+// It must not import Kubernetes packages.
+package controlplane

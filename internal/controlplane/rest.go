@@ -1,0 +1,295 @@
+package controlplane
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"ddi.dev/ddi/internal/httpapi"
+	"ddi.dev/ddi/internal/protocol"
+	"ddi.dev/ddi/internal/registry"
+)
+
+func (s *Server) routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/providers", s.handleList)
+	mux.HandleFunc("GET /v1/providers/{namespace}/{name}", s.handleGet)
+	mux.HandleFunc("PUT /v1/providers/{namespace}/{name}", s.handlePut)
+	mux.HandleFunc("DELETE /v1/providers/{namespace}/{name}", s.handleDelete)
+	mux.HandleFunc("POST /v1/providers/{namespace}/{name}/renew", s.handleRenew)
+	mux.HandleFunc("POST /v1/resolve", s.handleResolve)
+	mux.HandleFunc("GET /v1/sidecars", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"sidecars": s.Sidecars()})
+	})
+	mux.HandleFunc("POST "+protocol.StreamPath, s.handleStream)
+	mux.HandleFunc("POST "+protocol.AckPath, s.handleAck)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-s.ready:
+			httpapi.WriteJSON(w, http.StatusOK, map[string]any{"ready": true, "revision": s.current.Load().revision})
+		default:
+			httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "detail": "store not listed yet"})
+		}
+	})
+}
+
+// ProviderView is a provider as the API shows it: secret values are
+// replaced by the list of their keys.
+type ProviderView struct {
+	registry.Provider
+	SecretKeys []string `json:"secretKeys,omitempty"`
+}
+
+// Redact returns the view of p without secret values.
+func Redact(p registry.Provider) ProviderView {
+	v := ProviderView{Provider: p}
+	for k := range p.Secret {
+		v.SecretKeys = append(v.SecretKeys, k)
+	}
+	slices.Sort(v.SecretKeys)
+	v.Secret = nil
+	return v
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	list, rev, err := s.store.List(r.Context())
+	if err != nil {
+		httpapi.WriteProblem(w, storeProblem(err, ""))
+		return
+	}
+	ns := r.URL.Query().Get("namespace")
+	out := make([]ProviderView, 0, len(list))
+	for _, p := range list {
+		if ns == "" || p.Namespace == ns {
+			out = append(out, Redact(p))
+		}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"providers": out, "revision": rev})
+}
+
+func pathKey(r *http.Request) (ns, name string, p *httpapi.Problem) {
+	ns, name = r.PathValue("namespace"), r.PathValue("name")
+	if err := registry.ValidateName("namespace", ns); err != nil {
+		return "", "", httpapi.ValidationProblem(err)
+	}
+	if err := registry.ValidateName("name", name); err != nil {
+		return "", "", httpapi.ValidationProblem(err)
+	}
+	return ns, name, nil
+}
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
+	ns, name, prob := pathKey(r)
+	if prob != nil {
+		httpapi.WriteProblem(w, prob)
+		return
+	}
+	p, err := s.store.Get(r.Context(), ns, name)
+	if err != nil {
+		httpapi.WriteProblem(w, storeProblem(err, registry.Key(ns, name)))
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, Redact(p))
+}
+
+func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
+	ns, name, prob := pathKey(r)
+	if prob != nil {
+		httpapi.WriteProblem(w, prob)
+		return
+	}
+	var p registry.Provider
+	if prob := httpapi.DecodeJSON(w, r, &p); prob != nil {
+		httpapi.WriteProblem(w, prob)
+		return
+	}
+	if p.Namespace != "" && p.Namespace != ns {
+		httpapi.WriteProblem(w, httpapi.FieldProblem("namespace", "namespace "+strconv.Quote(p.Namespace)+" in the body differs from "+strconv.Quote(ns)+" in the path"))
+		return
+	}
+	if p.Name != "" && p.Name != name {
+		httpapi.WriteProblem(w, httpapi.FieldProblem("name", "name "+strconv.Quote(p.Name)+" in the body differs from "+strconv.Quote(name)+" in the path"))
+		return
+	}
+	p.Namespace, p.Name = ns, name
+	registry.NormalizeProvider(&p)
+	if err := registry.ValidateProvider(&p); err != nil {
+		httpapi.WriteProblem(w, httpapi.ValidationProblem(err))
+		return
+	}
+	if err := s.auth.AuthorizeWrite(r.Context(), r, &p); err != nil {
+		httpapi.WriteProblem(w, authProblem(err))
+		return
+	}
+	ctx := r.Context()
+	status := http.StatusOK
+	var (
+		stored registry.Provider
+		err    error
+	)
+	if p.Revision != 0 {
+		stored, err = s.store.Update(ctx, p)
+	} else {
+		// Create or replace: retry when another writer races us.
+		for attempt := 0; attempt < 5; attempt++ {
+			stored, err = s.store.Create(ctx, p)
+			if err == nil {
+				status = http.StatusCreated
+				break
+			}
+			if !errors.Is(err, registry.ErrExists) {
+				break
+			}
+			var cur registry.Provider
+			cur, err = s.store.Get(ctx, ns, name)
+			if errors.Is(err, registry.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				break
+			}
+			p.Revision = cur.Revision
+			stored, err = s.store.Update(ctx, p)
+			p.Revision = 0
+			if !errors.Is(err, registry.ErrConflict) && !errors.Is(err, registry.ErrNotFound) {
+				break
+			}
+		}
+	}
+	if err != nil {
+		httpapi.WriteProblem(w, storeProblem(err, p.Key()))
+		return
+	}
+	s.log.Info("provider stored", "provider", stored.Key(), "type", stored.Type, "version", stored.Version, "revision", stored.Revision, "owner", stored.Owner)
+	httpapi.WriteJSON(w, status, Redact(stored))
+}
+
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
+	ns, name, prob := pathKey(r)
+	if prob != nil {
+		httpapi.WriteProblem(w, prob)
+		return
+	}
+	var rev int64
+	if q := r.URL.Query().Get("revision"); q != "" {
+		var err error
+		if rev, err = strconv.ParseInt(q, 10, 64); err != nil || rev < 0 {
+			httpapi.WriteProblem(w, httpapi.FieldProblem("revision", "revision "+strconv.Quote(q)+" is not a non-negative integer"))
+			return
+		}
+	}
+	target := registry.Provider{Namespace: ns, Name: name}
+	if cur, err := s.store.Get(r.Context(), ns, name); err == nil {
+		target = cur
+	}
+	if err := s.auth.AuthorizeWrite(r.Context(), r, &target); err != nil {
+		httpapi.WriteProblem(w, authProblem(err))
+		return
+	}
+	if err := s.store.Delete(r.Context(), ns, name, rev); err != nil {
+		httpapi.WriteProblem(w, storeProblem(err, registry.Key(ns, name)))
+		return
+	}
+	s.log.Info("provider deleted", "provider", registry.Key(ns, name))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
+	ns, name, prob := pathKey(r)
+	if prob != nil {
+		httpapi.WriteProblem(w, prob)
+		return
+	}
+	var body struct {
+		TTL registry.Duration `json:"ttl"`
+	}
+	if prob := httpapi.DecodeJSON(w, r, &body); prob != nil {
+		httpapi.WriteProblem(w, prob)
+		return
+	}
+	if err := registry.ValidateTTL(time.Duration(body.TTL)); err != nil {
+		httpapi.WriteProblem(w, httpapi.ValidationProblem(err))
+		return
+	}
+	target := registry.Provider{Namespace: ns, Name: name}
+	if cur, err := s.store.Get(r.Context(), ns, name); err == nil {
+		target = cur
+	}
+	if err := s.auth.AuthorizeWrite(r.Context(), r, &target); err != nil {
+		httpapi.WriteProblem(w, authProblem(err))
+		return
+	}
+	p, err := s.store.Renew(r.Context(), ns, name, time.Duration(body.TTL))
+	if err != nil {
+		httpapi.WriteProblem(w, storeProblem(err, registry.Key(ns, name)))
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, Redact(p))
+}
+
+// ResolveRequest is the body of POST /v1/resolve.
+type ResolveRequest struct {
+	Consumer   registry.Consumer `json:"consumer"`
+	Dependency string            `json:"dependency"`
+}
+
+func (s *Server) handleResolve(w http.ResponseWriter, r *http.Request) {
+	var req ResolveRequest
+	if prob := httpapi.DecodeJSON(w, r, &req); prob != nil {
+		httpapi.WriteProblem(w, prob)
+		return
+	}
+	if req.Consumer.Namespace == "" {
+		req.Consumer.Namespace = registry.DefaultNamespace
+	}
+	if err := registry.ValidateName("consumer.name", req.Consumer.Name); err != nil {
+		httpapi.WriteProblem(w, httpapi.ValidationProblem(err))
+		return
+	}
+	dep, err := registry.ParseDependency(req.Dependency)
+	if err != nil {
+		httpapi.WriteProblem(w, httpapi.FieldProblem("dependency", err.Error()))
+		return
+	}
+	v := s.current.Load()
+	p, err := registry.Resolve(req.Consumer, dep, v.candidates(dep.Selector, req.Consumer.Namespace))
+	if err != nil {
+		prob := httpapi.NewProblem(http.StatusNotFound, "unresolved", err.Error())
+		prob.Dependency, prob.Selector = dep.Alias, dep.Selector.String()
+		httpapi.WriteProblem(w, prob)
+		return
+	}
+	b := registry.NewBinding(dep, p, false)
+	b.Revision = p.Revision
+	httpapi.WriteJSON(w, http.StatusOK, b)
+}
+
+func storeProblem(err error, key string) *httpapi.Problem {
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return httpapi.NewProblem(http.StatusNotFound, "not-found", "provider "+key+" does not exist")
+	case errors.Is(err, registry.ErrConflict):
+		return httpapi.NewProblem(http.StatusConflict, "conflict", "provider "+key+" changed since the revision you sent: get it again and retry")
+	case errors.Is(err, registry.ErrExists):
+		return httpapi.NewProblem(http.StatusConflict, "exists", "provider "+key+" already exists")
+	}
+	var fe *registry.FieldError
+	if errors.As(err, &fe) {
+		return httpapi.ValidationProblem(err)
+	}
+	return httpapi.NewProblem(http.StatusServiceUnavailable, "store-unavailable", "the registry store failed: "+err.Error())
+}
+
+func authProblem(err error) *httpapi.Problem {
+	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		return httpapi.NewProblem(http.StatusUnauthorized, "unauthenticated", err.Error())
+	case errors.Is(err, ErrForbidden):
+		return httpapi.NewProblem(http.StatusForbidden, "forbidden", err.Error())
+	}
+	return httpapi.ValidationProblem(err)
+}

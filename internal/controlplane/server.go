@@ -1,0 +1,205 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"ddi.dev/ddi/internal/registry"
+)
+
+// Options configure a Server. Store is required; the rest have defaults.
+type Options struct {
+	Store registry.Store
+	// Auth identifies sidecars and authorises writes. Default: Trusting,
+	// for loopback use by `ddi dev`.
+	Auth Authenticator
+	// Secrets fills secret material for providers that only reference it.
+	// Default: none (the store holds secrets inline).
+	Secrets SecretSource
+	// Heartbeat is the interval of stream heartbeats. Default 15s.
+	Heartbeat time.Duration
+	Logger    *slog.Logger
+}
+
+// Server is the control plane. Create it with New, start its store watch
+// with Run, and serve Handler.
+type Server struct {
+	store     registry.Store
+	auth      Authenticator
+	secrets   SecretSource
+	heartbeat time.Duration
+	log       *slog.Logger
+
+	current atomic.Pointer[view]
+	ready   chan struct{}
+
+	mu       sync.Mutex
+	sessions map[string]*session
+
+	metrics *metrics
+	reg     *prometheus.Registry
+}
+
+// New builds a Server.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("controlplane: Options.Store is required")
+	}
+	s := &Server{
+		store:     opts.Store,
+		auth:      opts.Auth,
+		secrets:   opts.Secrets,
+		heartbeat: opts.Heartbeat,
+		log:       opts.Logger,
+		ready:     make(chan struct{}),
+		sessions:  make(map[string]*session),
+		reg:       prometheus.NewRegistry(),
+	}
+	if s.auth == nil {
+		s.auth = Trusting{}
+	}
+	if s.heartbeat <= 0 {
+		s.heartbeat = 15 * time.Second
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.metrics = newMetrics(s.reg)
+	s.current.Store(newView(0, map[string]*registry.Provider{}))
+	return s, nil
+}
+
+// Run keeps the provider index in step with the store until ctx ends. It
+// lists the store, then watches from the list's revision; when the watch
+// ends early (a slow watcher, a compacted revision, a store restart) it
+// lists again. Streams never see a gap: each new view is complete.
+func (s *Server) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := s.sync(ctx)
+		if ctx.Err() != nil {
+			s.mu.Lock()
+			for _, sess := range s.sessions {
+				sess.cancel()
+			}
+			s.mu.Unlock()
+			return nil
+		}
+		s.log.Warn("store watch ended; listing again", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (s *Server) sync(ctx context.Context) error {
+	list, rev, err := s.store.List(ctx)
+	if err != nil {
+		return fmt.Errorf("list providers: %w", err)
+	}
+	providers := make(map[string]*registry.Provider, len(list))
+	for i := range list {
+		p := list[i]
+		providers[p.Key()] = &p
+	}
+	s.publish(rev, providers)
+	select {
+	case <-s.ready:
+	default:
+		close(s.ready)
+	}
+	events, err := s.store.Watch(ctx, rev)
+	if err != nil {
+		return fmt.Errorf("watch providers from revision %d: %w", rev, err)
+	}
+	for {
+		var batch []registry.Event
+		ev, ok := <-events
+		if !ok {
+			return errors.New("watch channel closed")
+		}
+		batch = append(batch, ev)
+		// Coalesce whatever else is already queued into one new view.
+	drain:
+		for len(batch) < 1024 {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, ev)
+			default:
+				break drain
+			}
+		}
+		old := s.current.Load()
+		next := make(map[string]*registry.Provider, len(old.byKey)+1)
+		for k, p := range old.byKey {
+			next[k] = p
+		}
+		last := old.revision
+		for _, ev := range batch {
+			key := ev.Provider.Key()
+			switch ev.Type {
+			case registry.Put:
+				p := ev.Provider
+				next[key] = &p
+			case registry.Delete:
+				delete(next, key)
+			}
+			last = ev.Revision
+		}
+		s.metrics.storeEvents.Add(float64(len(batch)))
+		s.publish(last, next)
+	}
+}
+
+func (s *Server) publish(rev int64, providers map[string]*registry.Provider) {
+	v := newView(rev, providers)
+	old := s.current.Swap(v)
+	close(old.changed)
+	s.metrics.revision.Set(float64(rev))
+	s.metrics.providers.Set(float64(len(providers)))
+}
+
+// Ready is closed once the first store listing is indexed.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Handler returns the control plane's HTTP API: the provider REST API, the
+// snapshot stream, acknowledgements, health and metrics.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	s.routes(mux)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// Disconnect ends every stream whose consumer matches, so that its sidecar
+// reconnects and is identified afresh (used when a consumer's declared
+// dependencies change outside the stream, as with Kubernetes Binding
+// objects). A reconnect whose snapshot did not change costs one
+// "unchanged" message.
+func (s *Server) Disconnect(match func(registry.Consumer) bool) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, sess := range s.sessions {
+		if match(sess.id.Consumer) {
+			sess.cancel()
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,261 @@
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"net/http"
+	"reflect"
+	"sort"
+	"time"
+
+	"ddi.dev/ddi/internal/httpapi"
+	"ddi.dev/ddi/internal/protocol"
+	"ddi.dev/ddi/internal/registry"
+)
+
+// session is one connected sidecar stream.
+type session struct {
+	sidecarID   string
+	id          Identity
+	remote      string
+	connectedAt time.Time
+	cancel      context.CancelFunc
+
+	// Guarded by Server.mu.
+	sentVersion  int64
+	sentHash     string
+	sentAt       time.Time
+	ackedVersion int64
+	ackedHash    string
+	ackError     string
+}
+
+// snapshot is one computed state for a consumer.
+type snapshot struct {
+	bindings   []registry.Binding
+	unresolved []registry.Unresolved
+	hash       string
+}
+
+// compute resolves every dependency of id against v. Secret material is
+// included only for providers whose scope admits the consumer, which
+// Resolve has already established.
+func (s *Server) compute(ctx context.Context, v *view, id Identity) snapshot {
+	var snap snapshot
+	for _, dep := range id.Dependencies {
+		p, err := registry.Resolve(id.Consumer, dep, v.candidates(dep.Selector, id.Consumer.Namespace))
+		if err != nil {
+			var re *registry.ResolveError
+			reason := err.Error()
+			if errors.As(err, &re) {
+				reason = re.Reason
+			}
+			snap.unresolved = append(snap.unresolved, registry.Unresolved{Name: dep.Alias, Selector: dep.Selector.String(), Reason: reason})
+			continue
+		}
+		b := registry.NewBinding(dep, p, true)
+		if len(b.Secret) == 0 && p.SecretRef != nil && s.secrets != nil {
+			sec, err := s.secrets.Secret(ctx, p)
+			if err != nil {
+				// The reason names the reference, never its content.
+				snap.unresolved = append(snap.unresolved, registry.Unresolved{Name: dep.Alias, Selector: dep.Selector.String(),
+					Reason: "secret " + p.SecretRef.Name + " of provider " + p.Key() + " is not readable: " + err.Error()})
+				continue
+			}
+			b.Secret = sec
+		}
+		snap.bindings = append(snap.bindings, b)
+	}
+	sort.Slice(snap.bindings, func(i, j int) bool { return snap.bindings[i].Name < snap.bindings[j].Name })
+	snap.hash = protocol.Hash(snap.bindings, snap.unresolved)
+	return snap
+}
+
+func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
+	var hello protocol.Hello
+	if p := httpapi.DecodeJSON(w, r, &hello); p != nil {
+		httpapi.WriteProblem(w, p)
+		return
+	}
+	if hello.SidecarID == "" || len(hello.SidecarID) > 128 {
+		httpapi.WriteProblem(w, httpapi.FieldProblem("sidecarID", "sidecarID is required: a unique id per sidecar process, at most 128 characters"))
+		return
+	}
+	id, err := s.auth.Identify(r.Context(), r, &hello)
+	if err != nil {
+		httpapi.WriteProblem(w, authProblem(err))
+		return
+	}
+	select {
+	case <-s.ready:
+	case <-r.Context().Done():
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	sess := &session{sidecarID: hello.SidecarID, id: id, remote: r.RemoteAddr, connectedAt: time.Now(), cancel: cancel}
+	s.mu.Lock()
+	if old, ok := s.sessions[hello.SidecarID]; ok {
+		old.cancel() // a reconnect replaces its stale predecessor
+	}
+	s.sessions[hello.SidecarID] = sess
+	s.mu.Unlock()
+	s.metrics.streams.Inc()
+	defer func() {
+		s.metrics.streams.Dec()
+		s.mu.Lock()
+		if s.sessions[hello.SidecarID] == sess {
+			delete(s.sessions, hello.SidecarID)
+		}
+		s.mu.Unlock()
+	}()
+	s.log.Info("sidecar connected", "sidecar", hello.SidecarID, "consumer", registry.Key(id.Consumer.Namespace, id.Consumer.Name), "remote", r.RemoteAddr, "resume", hello.ResumeVersion)
+
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	send := func(m *protocol.Message) error {
+		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err := enc.Encode(m); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+
+	consumer := id.Consumer
+	version := hello.ResumeVersion
+	hash := hello.ResumeHash
+	var prev map[string]registry.Binding
+	first := true
+	ticker := time.NewTicker(s.heartbeat)
+	defer ticker.Stop()
+	for {
+		v := s.current.Load()
+		snap := s.compute(ctx, v, id)
+		var msg *protocol.Message
+		switch {
+		case first && hash != "" && snap.hash == hash:
+			msg = &protocol.Message{Type: protocol.TypeUnchanged, Version: version, Hash: hash}
+		case first || snap.hash != hash:
+			version = max(v.revision, version+1)
+			hash = snap.hash
+			next := make(map[string]registry.Binding, len(snap.bindings))
+			for i := range snap.bindings {
+				b := &snap.bindings[i]
+				b.Revision = version
+				if old, ok := prev[b.Name]; ok && sameBinding(old, *b) {
+					b.Revision = old.Revision
+				}
+				next[b.Name] = *b
+			}
+			prev = next
+			msg = &protocol.Message{Type: protocol.TypeSnapshot, Version: version, Hash: hash, Consumer: &consumer,
+				Bindings: snap.bindings, Unresolved: snap.unresolved}
+		}
+		if first && msg.Type == protocol.TypeUnchanged {
+			// Bindings revisions for later diffs start from this snapshot.
+			prev = make(map[string]registry.Binding, len(snap.bindings))
+			for _, b := range snap.bindings {
+				b.Revision = version
+				prev[b.Name] = b
+			}
+		}
+		first = false
+		if msg != nil {
+			if err := send(msg); err != nil {
+				s.log.Info("sidecar stream write failed", "sidecar", hello.SidecarID, "err", err)
+				return
+			}
+			s.metrics.snapshotsSent.WithLabelValues(msg.Type).Inc()
+			s.mu.Lock()
+			sess.sentVersion, sess.sentHash, sess.sentAt = version, hash, time.Now()
+			s.mu.Unlock()
+		}
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				s.log.Info("sidecar disconnected", "sidecar", hello.SidecarID)
+				return
+			case <-v.changed:
+				break wait
+			case <-ticker.C:
+				if err := send(&protocol.Message{Type: protocol.TypeHeartbeat}); err != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+// sameBinding compares bindings ignoring their revisions.
+func sameBinding(a, b registry.Binding) bool {
+	a.Revision, b.Revision = 0, 0
+	return reflect.DeepEqual(a, b)
+}
+
+func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
+	var ack protocol.Ack
+	if p := httpapi.DecodeJSON(w, r, &ack); p != nil {
+		httpapi.WriteProblem(w, p)
+		return
+	}
+	s.mu.Lock()
+	sess, ok := s.sessions[ack.SidecarID]
+	if ok {
+		if ack.Error != "" {
+			sess.ackError = ack.Error
+		} else if ack.Version >= sess.ackedVersion {
+			sess.ackedVersion, sess.ackedHash, sess.ackError = ack.Version, ack.Hash, ""
+			if ack.Version == sess.sentVersion && !sess.sentAt.IsZero() {
+				s.metrics.ackLatency.Observe(time.Since(sess.sentAt).Seconds())
+			}
+		}
+	}
+	s.mu.Unlock()
+	if !ok {
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "unknown-sidecar", "no stream is open for sidecar "+ack.SidecarID+": open /v1/stream first"))
+		return
+	}
+	if ack.Error != "" {
+		s.metrics.nacks.Inc()
+		s.log.Warn("sidecar rejected snapshot", "sidecar", ack.SidecarID, "version", ack.Version, "err", ack.Error)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// SidecarStatus describes one connected sidecar.
+type SidecarStatus struct {
+	ID           string            `json:"id"`
+	Consumer     registry.Consumer `json:"consumer"`
+	Dependencies []string          `json:"dependencies"`
+	SentVersion  int64             `json:"sentVersion"`
+	AckedVersion int64             `json:"ackedVersion"`
+	AckedHash    string            `json:"ackedHash,omitempty"`
+	AckError     string            `json:"ackError,omitempty"`
+	ConnectedAt  time.Time         `json:"connectedAt"`
+	Remote       string            `json:"remote"`
+}
+
+// Sidecars lists connected sidecars, sorted by ID.
+func (s *Server) Sidecars() []SidecarStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SidecarStatus, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		deps := make([]string, len(sess.id.Dependencies))
+		for i, d := range sess.id.Dependencies {
+			deps[i] = d.Alias + "=" + d.Selector.String()
+		}
+		c := sess.id.Consumer
+		c.Labels = maps.Clone(c.Labels)
+		out = append(out, SidecarStatus{ID: sess.sidecarID, Consumer: c, Dependencies: deps, SentVersion: sess.sentVersion,
+			AckedVersion: sess.ackedVersion, AckedHash: sess.ackedHash, AckError: sess.ackError, ConnectedAt: sess.connectedAt, Remote: sess.remote})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
