@@ -3,7 +3,6 @@ package controlplane
 import (
 	"errors"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -37,24 +36,6 @@ func (s *Server) routes(mux *http.ServeMux) {
 	})
 }
 
-// ProviderView is a provider as the API shows it: secret values are
-// replaced by the list of their keys.
-type ProviderView struct {
-	registry.Provider
-	SecretKeys []string `json:"secretKeys,omitempty"`
-}
-
-// Redact returns the view of p without secret values.
-func Redact(p registry.Provider) ProviderView {
-	v := ProviderView{Provider: p}
-	for k := range p.Secret {
-		v.SecretKeys = append(v.SecretKeys, k)
-	}
-	slices.Sort(v.SecretKeys)
-	v.Secret = nil
-	return v
-}
-
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	list, rev, err := s.store.List(r.Context())
 	if err != nil {
@@ -62,10 +43,10 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ns := r.URL.Query().Get("namespace")
-	out := make([]ProviderView, 0, len(list))
+	out := make([]protocol.ProviderView, 0, len(list))
 	for _, p := range list {
 		if ns == "" || p.Namespace == ns {
-			out = append(out, Redact(p))
+			out = append(out, protocol.Redact(p))
 		}
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"providers": out, "revision": rev})
@@ -93,7 +74,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, storeProblem(err, registry.Key(ns, name)))
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, Redact(p))
+	httpapi.WriteJSON(w, http.StatusOK, protocol.Redact(p))
 }
 
 func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
@@ -165,7 +146,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("provider stored", "provider", stored.Key(), "type", stored.Type, "version", stored.Version, "revision", stored.Revision, "owner", stored.Owner)
-	httpapi.WriteJSON(w, status, Redact(stored))
+	httpapi.WriteJSON(w, status, protocol.Redact(stored))
 }
 
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
@@ -228,7 +209,7 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, storeProblem(err, registry.Key(ns, name)))
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, Redact(p))
+	httpapi.WriteJSON(w, http.StatusOK, protocol.Redact(p))
 }
 
 // ResolveRequest is the body of POST /v1/resolve.

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 
 	"ddi.dev/ddi/internal/registry"
 )
@@ -85,4 +86,22 @@ func Hash(bindings []registry.Binding, unresolved []registry.Unresolved) string 
 		_ = enc.Encode(u)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// ProviderView is a provider as the API shows it: secret values are
+// replaced by the list of their keys.
+type ProviderView struct {
+	registry.Provider
+	SecretKeys []string `json:"secretKeys,omitempty"`
+}
+
+// Redact returns the view of p without secret values.
+func Redact(p registry.Provider) ProviderView {
+	v := ProviderView{Provider: p}
+	for k := range p.Secret {
+		v.SecretKeys = append(v.SecretKeys, k)
+	}
+	slices.Sort(v.SecretKeys)
+	v.Secret = nil
+	return v
 }

@@ -1,0 +1,79 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"ddi.dev/ddi/internal/registry"
+)
+
+func newResolveCmd(g *globals) *cobra.Command {
+	var (
+		output, namespace, serviceAccount string
+	)
+	cmd := &cobra.Command{
+		Use:   "resolve CONSUMER ALIAS=SELECTOR",
+		Short: "Show which provider a consumer's dependency resolves to",
+		Long: `resolve asks the control plane which provider the dependency would bind to
+for CONSUMER, with the rules of docs/resolution.md (scope, readiness, highest
+version, tie-break). SELECTOR is a provider name (greeter), NAMESPACE/NAME,
+or TYPE@RANGE[,KEY=VALUE...] (postgresql@^15,tier=gold); a bare ALIAS
+without "=" looks up a provider of that name.`,
+		Example: `  ddi resolve frontend greeter=http@^1
+  ddi resolve orders db=postgresql@>=15,tier=gold -o json`,
+		Args: exactArgs(2, "CONSUMER and ALIAS=SELECTOR"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := registry.ValidateName("CONSUMER", args[0]); err != nil {
+				return err
+			}
+			dep := args[1]
+			if !strings.Contains(dep, "=") {
+				dep = dep + "=" + dep
+			}
+			if _, err := registry.ParseDependency(dep); err != nil {
+				return err
+			}
+			consumer := registry.Consumer{Namespace: namespace, Name: args[0], ServiceAccount: serviceAccount}
+			b, err := g.client().Resolve(cmd.Context(), consumer, dep)
+			if err != nil {
+				return err
+			}
+			return printOut(g.stdout, output, b, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "DEPENDENCY\tPROVIDER\tTYPE\tVERSION\tENDPOINTS\tSELECTOR")
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, registry.Key(b.Namespace, b.Provider), b.Type, orDash(b.Version), endpointList(b.Endpoints), b.Selector)
+			})
+		},
+	}
+	outputFlag(cmd, &output)
+	cmd.Flags().StringVar(&namespace, "namespace", registry.DefaultNamespace, "namespace of the consumer")
+	cmd.Flags().StringVar(&serviceAccount, "service-account", "", "service account of the consumer (for scope checks)")
+	return cmd
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:     "status",
+		Short:   "Show the sidecars connected to the control plane and what they acknowledged",
+		Example: "  ddi status\n  ddi status -o yaml",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			list, err := g.client().Sidecars(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return printOut(g.stdout, output, map[string]any{"sidecars": list}, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "SIDECAR\tCONSUMER\tDEPENDENCIES\tSENT\tACKED\tSINCE")
+				for _, s := range list {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", s.ID, registry.Key(s.Consumer.Namespace, s.Consumer.Name),
+						orDash(strings.Join(s.Dependencies, ";")), s.SentVersion, s.AckedVersion, s.ConnectedAt.Format("15:04:05"))
+				}
+			})
+		},
+	}
+	outputFlag(cmd, &output)
+	return cmd
+}

@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"ddi.dev/ddi/internal/registry"
+	"ddi.dev/ddi/internal/sidecar"
+)
+
+func newSidecarCmd(g *globals) *cobra.Command {
+	var (
+		cfg            sidecar.Config
+		deps, labels   []string
+		depsAnnotation string
+	)
+	cmd := &cobra.Command{
+		Use:   "sidecar",
+		Short: "Run the per-function sidecar (injected into pods; ddi run starts one for you)",
+		Long: `sidecar serves a function's bindings on a loopback HTTP API (docs/api.md),
+projects them as Service Binding files, proxies invocations, and keeps
+everything current from the control plane's snapshot stream.
+
+Every flag can also be set through the environment variable shown in its
+help; flags win over the environment.`,
+		Example: `  ddi sidecar --name frontend --dep greeter=http@^1 --binding-root /tmp/bindings
+  DDI_NAME=frontend DDI_DEPENDENCIES='greeter=http@^1' ddi sidecar`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			envDefault(cmd, "listen", "DDI_SIDECAR_LISTEN")
+			envDefault(cmd, "name", "DDI_NAME")
+			envDefault(cmd, "namespace", "DDI_NAMESPACE")
+			envDefault(cmd, "service-account", "DDI_SERVICE_ACCOUNT")
+			envDefault(cmd, "binding-root", "SERVICE_BINDING_ROOT")
+			envDefault(cmd, "token-file", "DDI_TOKEN_FILE")
+			envDefault(cmd, "dependencies", "DDI_DEPENDENCIES")
+			parsed, err := parseDepFlags(deps)
+			if err != nil {
+				return err
+			}
+			if depsAnnotation != "" {
+				more, err := registry.ParseDependencies(depsAnnotation)
+				if err != nil {
+					return fmt.Errorf("--dependencies: %w", err)
+				}
+				parsed = append(parsed, more...)
+			}
+			if cfg.Consumer.Labels, err = parsePairs("--label", labels, nil); err != nil {
+				return err
+			}
+			cfg.ControlPlane = g.controlPlaneURL()
+			cfg.Dependencies = parsed
+			sc, err := sidecar.New(cfg, log)
+			if err != nil {
+				return err
+			}
+			err = sc.Run(cmd.Context())
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", sidecar.DefaultListen, "loopback address of the sidecar API ($DDI_SIDECAR_LISTEN)")
+	f.StringVar(&cfg.Consumer.Name, "name", "", "function (consumer) name ($DDI_NAME)")
+	f.StringVar(&cfg.Consumer.Namespace, "namespace", registry.DefaultNamespace, "namespace of the function ($DDI_NAMESPACE)")
+	f.StringVar(&cfg.Consumer.ServiceAccount, "service-account", "", "service account of the function ($DDI_SERVICE_ACCOUNT)")
+	f.StringArrayVar(&labels, "label", nil, "label KEY=VALUE of the function; repeatable")
+	f.StringArrayVar(&deps, "dep", nil, "dependency ALIAS=SELECTOR; repeatable")
+	f.StringVar(&depsAnnotation, "dependencies", "", "dependencies as in the ddi.dev/dependencies annotation: ALIAS=SELECTOR;... ($DDI_DEPENDENCIES)")
+	f.StringVar(&cfg.BindingRoot, "binding-root", "", "directory for Service Binding files; empty disables them ($SERVICE_BINDING_ROOT)")
+	f.StringVar(&cfg.TokenFile, "token-file", "", "file holding the bearer token for the control plane, re-read on every connect ($DDI_TOKEN_FILE)")
+	f.DurationVar(&cfg.InvokeTimeout, "invoke-timeout", sidecar.DefaultInvokeTimeout, "default timeout of /v1/invoke requests")
+	f.DurationVar(&cfg.RegistrationTTL, "registration-ttl", sidecar.DefaultRegistrationTTL, "default lease of run-time registrations")
+	return cmd
+}
+
+// envDefault sets flag name from environment variable env when the flag
+// was not given on the command line.
+func envDefault(cmd *cobra.Command, name, env string) {
+	if cmd.Flags().Changed(name) {
+		return
+	}
+	if v, ok := os.LookupEnv(env); ok && strings.TrimSpace(v) != "" {
+		_ = cmd.Flags().Set(name, v)
+	}
+}
