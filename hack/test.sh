@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install what the tests need on a fresh Debian machine, then run every test
+# of the main module and the SDK module. This is the README's test command
+# and what .ci/run executes.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+export DDI_CACHE=${DDI_CACHE:-$REPO/.cache}
+export GOTOOLCHAIN=local GOFLAGS=${GOFLAGS:--buildvcs=false}
+
+log() { printf '[test %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# Debian packages: real servers for the SDK tests, wrk for benchmarks.
+need_pkgs=()
+command -v redis-server >/dev/null || need_pkgs+=(redis-server)
+command -v nats-server >/dev/null || need_pkgs+=(nats-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+command -v node >/dev/null || need_pkgs+=(nodejs npm)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "installing ${need_pkgs[*]}"
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+log "building Kubernetes test binaries (skipped when cached)"
+KUBEBUILDER_ASSETS=$(hack/kube-bins.sh | tail -1)
+export KUBEBUILDER_ASSETS
+
+log "gofmt and go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:" >&2; echo "$unformatted" >&2; exit 1
+fi
+go vet ./...
+(cd sdk && go vet ./...)
+
+log "main module tests"
+go test -count=1 -timeout 30m ./...
+log "SDK module tests"
+(cd sdk && go test -count=1 -timeout 20m ./...)
+log "all tests passed"
