@@ -1,0 +1,16 @@
+package testservers_test
+
+import (
+	"testing"
+	"ddi.dev/ddi/sdk/internal/testservers"
+)
+
+func TestStartAll(t *testing.T) {
+	pg := testservers.StartPostgres(t)
+	t.Log(pg.URL())
+	r := testservers.StartRedis(t, "pw")
+	t.Log(r.Addr)
+	n := testservers.StartNATS(t, "u", "p")
+	t.Log(n.URL)
+	pg.Stop(); pg.Start()
+}
