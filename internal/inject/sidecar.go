@@ -1,0 +1,125 @@
+package inject
+
+import (
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// sidecarUID is the user the sidecar runs as: distroless's "nonroot".
+const sidecarUID = 65532
+
+// sidecarContainer builds the ddi sidecar for one pod.
+//
+// It declares no containerPort: the sidecar listens on loopback only, and
+// Knative allows a single port in a pod's spec, the function's. Because it
+// listens on loopback, the kubelet (which probes from the node) cannot reach
+// it over HTTP; the probes run `ddi probe URL` inside the container instead.
+func sidecarContainer(s settings, cfg Config, t target) corev1.Container {
+	c := corev1.Container{
+		Name:    SidecarName,
+		Image:   s.image,
+		Command: []string{"ddi"},
+		Args:    []string{"sidecar"},
+		Env:     sidecarEnv(s, cfg, t),
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: VolumeBindings, MountPath: cfg.BindingRoot},
+			{Name: VolumeToken, MountPath: TokenDir, ReadOnly: true},
+			{Name: VolumePodInfo, MountPath: PodInfoDir, ReadOnly: true},
+		},
+		Resources:                *s.resources.DeepCopy(),
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		SecurityContext:          sidecarSecurityContext(),
+	}
+	if t == targetPod {
+		c.StartupProbe = probe(s.port, "/readyz", 1, 1, 60)
+		c.LivenessProbe = probe(s.port, "/healthz", 10, 2, 3)
+	}
+	if s.mode == ModeNative {
+		always := corev1.ContainerRestartPolicyAlways
+		c.RestartPolicy = &always
+	}
+	return c
+}
+
+// sidecarEnv is the sidecar's configuration (docs/injection.md lists it).
+func sidecarEnv(s settings, cfg Config, t target) []corev1.EnvVar {
+	env := []corev1.EnvVar{
+		{Name: EnvListen, Value: fmt.Sprintf("127.0.0.1:%d", s.port)},
+		{Name: EnvControlPlane, Value: cfg.ControlPlaneURL},
+		{Name: EnvLogLevel, Value: s.logLevel},
+		{Name: EnvBindingRoot, Value: cfg.BindingRoot},
+		{Name: EnvTokenFile, Value: TokenPath},
+		{Name: EnvPodInfoDir, Value: PodInfoDir},
+	}
+	if s.dependencies != "" {
+		env = append(env, corev1.EnvVar{Name: EnvDependencies, Value: s.dependencies})
+	}
+	// Knative refuses fieldRef in a template's environment unless an
+	// operator enabled kubernetes.podspec-fieldref; the pod-info volume
+	// carries the same facts, so templates rely on it alone.
+	if t == targetPod {
+		env = append(env,
+			fieldEnv(EnvPodName, "metadata.name"),
+			fieldEnv(EnvPodNamespace, "metadata.namespace"),
+			fieldEnv(EnvPodUID, "metadata.uid"),
+			fieldEnv(EnvServiceAccount, "spec.serviceAccountName"),
+		)
+	}
+	return env
+}
+
+func fieldEnv(name, path string) corev1.EnvVar {
+	return corev1.EnvVar{
+		Name:      name,
+		ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}},
+	}
+}
+
+// probe runs `ddi probe` against the sidecar's own loopback API.
+func probe(port int32, path string, period, timeout, failures int32) *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{
+			Exec: &corev1.ExecAction{Command: []string{"ddi", "probe", fmt.Sprintf("http://127.0.0.1:%d%s", port, path)}},
+		},
+		PeriodSeconds:    period,
+		TimeoutSeconds:   timeout,
+		SuccessThreshold: 1,
+		FailureThreshold: failures,
+	}
+}
+
+// sidecarSecurityContext meets the "restricted" Pod Security Standard, so
+// injection never makes a compliant pod non-compliant.
+func sidecarSecurityContext() *corev1.SecurityContext {
+	no, yes := false, true
+	uid := int64(sidecarUID)
+	return &corev1.SecurityContext{
+		AllowPrivilegeEscalation: &no,
+		ReadOnlyRootFilesystem:   &yes,
+		RunAsNonRoot:             &yes,
+		RunAsUser:                &uid,
+		RunAsGroup:               &uid,
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// insertSidecar puts c into spec: as a native sidecar, at the front of the
+// init containers but after those of a service mesh (whose proxy must be up
+// before anything that talks to the network); as a plain container, last,
+// so that `kubectl logs` and `exec` keep defaulting to the function.
+func insertSidecar(spec *corev1.PodSpec, c corev1.Container) {
+	if c.RestartPolicy == nil {
+		spec.Containers = append(spec.Containers, c)
+		return
+	}
+	at := 0
+	for i := range spec.InitContainers {
+		if infraContainers[spec.InitContainers[i].Name] {
+			at = i + 1
+		}
+	}
+	spec.InitContainers = slices.Insert(spec.InitContainers, at, c)
+}
