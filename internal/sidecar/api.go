@@ -1,0 +1,53 @@
+package sidecar
+
+import (
+	"net/http"
+	"strings"
+
+	"ddi.dev/ddi/internal/httpapi"
+)
+
+// routes builds the HTTP API of docs/api.md. Every route is instrumented
+// under its pattern; a wrong method or an unknown path answers a problem
+// document, like every other error.
+func (s *Sidecar) routes() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern string, h http.HandlerFunc) {
+		mux.Handle(pattern, s.metrics.instrument(pattern, h))
+	}
+	handle("GET /v1/bindings", s.handleList)
+	handle("GET /v1/bindings/{name}", s.handleGet)
+	handle("GET /v1/watch", s.handleWatch)
+	handle("PUT /v1/providers/{name}", s.handleRegister)
+	handle("DELETE /v1/providers/{name}", s.handleDeregister)
+	handle("/v1/invoke/{name}/{path...}", s.handleInvoke)
+	handle("/v1/invoke/{name}", s.handleInvoke)
+	handle("GET /healthz", s.handleHealthz)
+	handle("GET /readyz", s.handleReadyz)
+	mux.Handle("GET /metrics", s.metrics.instrument("GET /metrics", s.metrics.handler()))
+
+	for path, allow := range map[string]string{
+		"/v1/bindings":         "GET, HEAD",
+		"/v1/bindings/{name}":  "GET, HEAD",
+		"/v1/watch":            "GET, HEAD",
+		"/v1/providers/{name}": "PUT, DELETE",
+		"/healthz":             "GET, HEAD",
+		"/readyz":              "GET, HEAD",
+		"/metrics":             "GET, HEAD",
+	} {
+		handle(path, methodNotAllowed(allow))
+	}
+	handle("/", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "not-found",
+			"no route for "+r.URL.Path+": see docs/api.md (bindings, watch, providers, invoke, healthz, readyz, metrics)"))
+	})
+	return mux
+}
+
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusMethodNotAllowed, "method-not-allowed",
+			r.Method+" is not allowed on "+r.URL.Path+": use "+strings.ReplaceAll(allow, ", HEAD", "")))
+	}
+}

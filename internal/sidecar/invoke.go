@@ -1,0 +1,351 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"time"
+
+	"ddi.dev/ddi/internal/httpapi"
+)
+
+// invokePrefix is the path prefix of the invoke route.
+const invokePrefix = "/v1/invoke/"
+
+// maxAttempts is one try plus two retries, for idempotent methods.
+const maxAttempts = 3
+
+var errNoEndpoint = errors.New("no endpoint available")
+
+// proxy is the invoke proxy: one ReverseProxy over a shared, tuned
+// Transport. The Rewrite function only sets the path; the proxy's own
+// RoundTrip picks the endpoint, retries idempotent requests on connection
+// failures and feeds outlier ejection.
+type proxy struct {
+	rp        *httputil.ReverseProxy
+	transport *http.Transport
+	endpoints endpoints
+	timeout   time.Duration
+	metrics   *metrics
+	log       *slog.Logger
+}
+
+func newProxy(timeout time.Duration, m *metrics, log *slog.Logger) *proxy {
+	p := &proxy{
+		transport: &http.Transport{
+			// Providers are reached directly, never through an environment
+			// proxy.
+			Proxy:                 nil,
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			// The caller's Accept-Encoding passes through untouched.
+			DisableCompression: true,
+		},
+		endpoints: endpoints{byURL: map[string]*endpoint{}},
+		timeout:   timeout,
+		metrics:   m,
+		log:       log,
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:      rewrite,
+		Transport:    p,
+		BufferPool:   newBufferPool(64, 32<<10),
+		ErrorHandler: p.errorHandler,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return p
+}
+
+func (p *proxy) close() { p.transport.CloseIdleConnections() }
+
+// invocation is the per-request state, carried in the request's context
+// from the handler to RoundTrip and the error handler. It is the context
+// itself, so carrying it costs no extra allocation.
+type invocation struct {
+	context.Context
+	dependency string
+	pool       *pool
+	path       string // path after /v1/invoke/{name}: "" or "/..."
+	rawPath    string // its escaped form when it differs, else ""
+	status     int    // status of the relayed response
+	result     string
+}
+
+type invocationKey struct{}
+
+func (inv *invocation) Value(key any) any {
+	if key == (invocationKey{}) {
+		return inv
+	}
+	return inv.Context.Value(key)
+}
+
+func (s *Sidecar) handleInvoke(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	snap := s.cache.load()
+	e := snap.bindings[name]
+	if e == nil {
+		if err := validateInvokeName(name); err != nil {
+			httpapi.WriteProblem(w, err)
+			return
+		}
+		httpapi.WriteProblem(w, s.missingProblem(snap, name))
+		return
+	}
+	pl := s.proxy.endpoints.poolFor(e)
+	if len(pl.endpoints) == 0 {
+		prob := httpapi.NewProblem(http.StatusBadRequest, "not-invokable",
+			fmt.Sprintf("dependency %q is bound to provider %s of type %s, which has no http(s) endpoint: connect to it directly (GET /v1/bindings/%s)", name, e.binding.Provider, e.binding.Type, name))
+		prob.Dependency, prob.Selector = name, e.binding.Selector
+		httpapi.WriteProblem(w, prob)
+		return
+	}
+	timeout := s.proxy.timeout
+	if v := r.Header.Get("Ddi-Timeout"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > MaxInvokeTimeout {
+			httpapi.WriteProblem(w, httpapi.FieldProblem("Ddi-Timeout",
+				fmt.Sprintf("header Ddi-Timeout %q must be a duration above 0 and at most %s, such as 2s", v, MaxInvokeTimeout)))
+			return
+		}
+		timeout = d
+	}
+	counters := s.metrics.invokeCounters(name)
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	inv := &invocation{Context: ctx, dependency: name, pool: pl}
+	inv.path, inv.rawPath = restPath(r, name)
+	defer func() {
+		cancel()
+		if inv.result == "" {
+			switch {
+			case errors.Is(ctx.Err(), context.DeadlineExceeded):
+				inv.result = resultTimeout
+			case r.Context().Err() != nil:
+				inv.result = resultCanceled
+			case inv.status >= 500:
+				inv.result = resultServerError
+			default:
+				inv.result = resultOK
+			}
+		}
+		counters[resultIndex(inv.result)].Inc()
+	}()
+	s.proxy.rp.ServeHTTP(w, r.WithContext(inv))
+}
+
+func validateInvokeName(name string) *httpapi.Problem {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return httpapi.FieldProblem("name", fmt.Sprintf("name %q is not a DNS-1123 label: use lower-case letters, digits and '-'", name))
+		}
+	}
+	return nil
+}
+
+// restPath returns the path after /v1/invoke/{name}, decoded and (when
+// the request had a distinct escaped form) escaped, without allocating:
+// both are suffixes of the request's own paths.
+func restPath(r *http.Request, name string) (path, raw string) {
+	n := len(invokePrefix) + len(name)
+	if len(r.URL.Path) > n {
+		path = r.URL.Path[n:]
+	}
+	if len(r.URL.RawPath) > n {
+		raw = r.URL.RawPath[n:]
+	}
+	return path, raw
+}
+
+// invocationOf returns the invocation a request's context carries.
+func invocationOf(r *http.Request) *invocation {
+	return r.Context().Value(invocationKey{}).(*invocation)
+}
+
+// rewrite sets the outbound path; RoundTrip sets scheme and host per
+// attempt. Rewrite (unlike Director) already drops hop-by-hop and
+// X-Forwarded-* headers; traceparent and tracestate pass through.
+func rewrite(pr *httputil.ProxyRequest) {
+	inv := invocationOf(pr.In)
+	out := pr.Out.URL
+	out.Path, out.RawPath = inv.path, inv.rawPath
+	if out.Path == "" {
+		out.Path = "/"
+	}
+	pr.Out.Host = ""
+	pr.Out.Header.Del("Ddi-Timeout")
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// RoundTrip sends req to the binding's next available endpoint. An
+// idempotent request that fails before any response arrives (connection
+// refused, reset, ...) is retried on another endpoint, at most twice, and
+// only while nothing of its body has been read. Every connection failure
+// and 5xx answer counts towards the endpoint's ejection.
+func (p *proxy) RoundTrip(req *http.Request) (*http.Response, error) {
+	inv := invocationOf(req)
+	attempts := 1
+	var body *replayableBody
+	if idempotent(req.Method) {
+		attempts = maxAttempts
+		if req.Body != nil && req.Body != http.NoBody {
+			body = &replayableBody{rc: req.Body}
+			req.Body = body
+			defer body.rc.Close()
+		}
+	}
+	var (
+		tried   [maxAttempts]*endpoint
+		lastErr error
+	)
+	out := req
+	for i := range attempts {
+		now := time.Now()
+		ep := inv.pool.pick(now.UnixNano(), tried[:i])
+		if ep == nil {
+			if lastErr == nil {
+				lastErr = errNoEndpoint
+			}
+			break
+		}
+		tried[i] = ep
+		if i > 0 {
+			out = req.Clone(req.Context())
+			out.Body = req.Body
+		}
+		target(out, ep)
+		resp, err := p.transport.RoundTrip(out)
+		if err == nil {
+			inv.status = resp.StatusCode
+			if resp.StatusCode >= 500 {
+				p.fail(ep, now)
+			} else {
+				ep.succeeded()
+			}
+			return resp, nil
+		}
+		if req.Context().Err() != nil {
+			return nil, err // the timeout or the caller, not the endpoint
+		}
+		p.fail(ep, now)
+		lastErr = fmt.Errorf("%s: %w", ep.host, err)
+		if body != nil && body.read {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+// target aims out at ep.
+func target(out *http.Request, ep *endpoint) {
+	u := out.URL
+	u.Scheme, u.Host, u.User = ep.scheme, ep.host, ep.user
+	if ep.basePath != "" {
+		if u.RawPath != "" || ep.rawBase != "" {
+			base, rest := ep.rawBase, u.RawPath
+			if base == "" {
+				base = ep.basePath
+			}
+			if rest == "" {
+				rest = u.EscapedPath()
+			}
+			u.RawPath = base + rest
+		}
+		u.Path = ep.basePath + u.Path
+	}
+}
+
+func (p *proxy) fail(ep *endpoint, now time.Time) {
+	if d := ep.failed(now); d > 0 {
+		p.metrics.ejections.Inc()
+		p.log.Warn("endpoint ejected after consecutive failures", "endpoint", ep.host, "for", d)
+	}
+}
+
+// errorHandler answers a failed invocation with a problem: 503 when no
+// endpoint could be tried, 504 when the timeout expired, 502 otherwise.
+func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	inv := invocationOf(r)
+	var prob *httpapi.Problem
+	switch {
+	case errors.Is(err, errNoEndpoint):
+		inv.result = resultUnavailable
+		prob = httpapi.NewProblem(http.StatusServiceUnavailable, "no-endpoint",
+			fmt.Sprintf("dependency %q has no available endpoint: every endpoint is ejected after repeated failures", inv.dependency))
+	case errors.Is(inv.Err(), context.DeadlineExceeded):
+		inv.result = resultTimeout
+		prob = httpapi.NewProblem(http.StatusGatewayTimeout, "invoke-timeout",
+			fmt.Sprintf("dependency %q did not answer in time (set the Ddi-Timeout header to wait longer)", inv.dependency))
+	case inv.Err() != nil:
+		inv.result = resultCanceled
+		return // the caller went away
+	default:
+		inv.result = resultError
+		prob = httpapi.NewProblem(http.StatusBadGateway, "bad-gateway",
+			fmt.Sprintf("dependency %q could not be reached: %v", inv.dependency, err))
+	}
+	prob.Dependency = inv.dependency
+	httpapi.WriteProblem(w, prob)
+}
+
+// replayableBody lets a request body be sent again after a connection
+// failure as long as the transport has read nothing of it. The transport's
+// Close is ignored; RoundTrip closes the real body when it is done.
+type replayableBody struct {
+	rc   io.ReadCloser
+	read bool
+}
+
+func (b *replayableBody) Read(p []byte) (int, error) {
+	b.read = true
+	return b.rc.Read(p)
+}
+
+func (b *replayableBody) Close() error { return nil }
+
+// bufferPool recycles ReverseProxy copy buffers through a channel, which
+// (unlike sync.Pool with slices) does not allocate on Put.
+type bufferPool struct {
+	free chan []byte
+	size int
+}
+
+func newBufferPool(n, size int) *bufferPool {
+	return &bufferPool{free: make(chan []byte, n), size: size}
+}
+
+func (bp *bufferPool) Get() []byte {
+	select {
+	case b := <-bp.free:
+		return b
+	default:
+		return make([]byte, bp.size)
+	}
+}
+
+func (bp *bufferPool) Put(b []byte) {
+	if cap(b) < bp.size {
+		return
+	}
+	select {
+	case bp.free <- b[:bp.size]:
+	default:
+	}
+}
