@@ -56,6 +56,9 @@ func parsePartial(s string) (Version, int, error) {
 			if p == "" || strings.Trim(p, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-") != "" {
 				return Version{}, 0, fmt.Errorf("%q has an invalid pre-release identifier %q", orig, p)
 			}
+			if len(p) > 1 && p[0] == '0' && strings.Trim(p, "0123456789") == "" {
+				return Version{}, 0, fmt.Errorf("%q has a numeric pre-release identifier %q with a leading zero", orig, p)
+			}
 		}
 	}
 	parts := strings.Split(s, ".")
@@ -214,15 +217,15 @@ func parseTerm(t string) ([]comparator, error) {
 	if t == "" {
 		return nil, fmt.Errorf("operator %q needs a version after it", op)
 	}
-	if t == "*" || t == "x" || t == "X" {
-		if op == "" || op == "=" || op == ">=" {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("%q%s makes no sense: use * alone for any version", op, t)
-	}
 	v, n, err := parsePartial(t)
 	if err != nil {
 		return nil, err
+	}
+	if n == 0 { // "*", "x", "x.x", "*.*.*": any version
+		if op == "" || op == "=" || op == ">=" {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%q makes no sense: use * alone for any version", op+t)
 	}
 	// upper returns the first version above the partial version's span.
 	upper := func(level int) Version {

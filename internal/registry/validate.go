@@ -46,11 +46,17 @@ var labelValue = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)
 
 // ValidateLabel checks a label key and value with Kubernetes' rules.
 func ValidateLabel(k, v string) error {
+	return validateLabel("label key", "labels", k, v)
+}
+
+// validateLabel is ValidateLabel for the labels in field: a bad key is
+// reported as keyField, a bad value as field.KEY.
+func validateLabel(keyField, field, k, v string) error {
 	if len(k) > 253 || !labelKey.MatchString(k) {
-		return &FieldError{Field: "label key", Value: k, Reason: "is not a valid label key: use letters, digits, '-', '_' and '.', with an optional DNS prefix and '/'"}
+		return &FieldError{Field: keyField, Value: k, Reason: "is not a valid label key: use letters, digits, '-', '_' and '.', with an optional DNS prefix and '/'"}
 	}
 	if len(v) > 63 || !labelValue.MatchString(v) {
-		return &FieldError{Field: "labels." + k, Value: v, Reason: "is not a valid label value: at most 63 letters, digits, '-', '_' or '.'"}
+		return &FieldError{Field: field + "." + k, Value: v, Reason: "is not a valid label value: at most 63 letters, digits, '-', '_' or '.'"}
 	}
 	return nil
 }
@@ -134,6 +140,13 @@ func ValidateProvider(p *Provider) error {
 		if err := ValidateName("secretRef.name", p.SecretRef.Name); err != nil {
 			return err
 		}
+		// The control plane fills Secret from these keys, so they become
+		// file names too.
+		for i, k := range p.SecretRef.Keys {
+			if err := ValidateConfigKey(fmt.Sprintf("secretRef.keys[%d]", i), k); err != nil {
+				return err
+			}
+		}
 	}
 	for i, ns := range p.Scope.Namespaces {
 		if ns == "*" {
@@ -149,7 +162,7 @@ func ValidateProvider(p *Provider) error {
 		}
 	}
 	for k, v := range p.Scope.WorkloadLabels {
-		if err := ValidateLabel(k, v); err != nil {
+		if err := validateLabel("scope.workloadLabels key", "scope.workloadLabels", k, v); err != nil {
 			return err
 		}
 	}
