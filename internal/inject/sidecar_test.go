@@ -1,0 +1,152 @@
+package inject
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+)
+
+func testSettings(mode string) settings {
+	return settings{image: DefaultImage, port: DefaultPort, mode: mode, logLevel: "info",
+		resources: DefaultConfig().Resources, dependencies: "db=postgresql@^15"}
+}
+
+func envNames(env []corev1.EnvVar) []string {
+	var names []string
+	for _, e := range env {
+		names = append(names, e.Name)
+	}
+	return names
+}
+
+func TestSidecarContainerNative(t *testing.T) {
+	c := sidecarContainer(testSettings(ModeNative), DefaultConfig(), targetPod)
+	if c.Name != SidecarName || c.Image != DefaultImage {
+		t.Errorf("sidecar name, image = %q, %q; want %q, %q", c.Name, c.Image, SidecarName, DefaultImage)
+	}
+	if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+		t.Errorf("native sidecar restartPolicy = %v, want Always", c.RestartPolicy)
+	}
+	if len(c.Ports) != 0 {
+		t.Errorf("sidecar declares ports %v; Knative allows only the function's", c.Ports)
+	}
+	if c.ReadinessProbe != nil {
+		t.Errorf("sidecar has a readiness probe; it must not gate the pod's readiness")
+	}
+	for _, p := range []struct {
+		name  string
+		probe *corev1.Probe
+		want  []string
+	}{
+		{"startupProbe", c.StartupProbe, []string{"ddi", "probe", "http://127.0.0.1:7471/readyz"}},
+		{"livenessProbe", c.LivenessProbe, []string{"ddi", "probe", "http://127.0.0.1:7471/healthz"}},
+	} {
+		if p.probe == nil || p.probe.Exec == nil {
+			t.Errorf("%s = %+v, want an exec probe", p.name, p.probe)
+			continue
+		}
+		if diff := cmp.Diff(p.want, p.probe.Exec.Command); diff != "" {
+			t.Errorf("%s command (-want +got):\n%s", p.name, diff)
+		}
+	}
+	if c.StartupProbe.PeriodSeconds != 1 {
+		t.Errorf("startupProbe period = %d, want 1: the function waits on it", c.StartupProbe.PeriodSeconds)
+	}
+	want := []string{EnvListen, EnvControlPlane, EnvLogLevel, EnvBindingRoot, EnvTokenFile, EnvPodInfoDir, EnvDependencies,
+		EnvPodName, EnvPodNamespace, EnvPodUID, EnvServiceAccount}
+	if diff := cmp.Diff(want, envNames(c.Env)); diff != "" {
+		t.Errorf("sidecar env (-want +got):\n%s", diff)
+	}
+	sc := c.SecurityContext
+	if sc == nil || !*sc.RunAsNonRoot || *sc.AllowPrivilegeEscalation || !*sc.ReadOnlyRootFilesystem {
+		t.Errorf("security context %+v does not meet the restricted standard", sc)
+	}
+	mounts := map[string]corev1.VolumeMount{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.Name] = m
+	}
+	if m := mounts[VolumeToken]; m.MountPath != TokenDir || !m.ReadOnly {
+		t.Errorf("token mount = %+v, want read-only at %s", m, TokenDir)
+	}
+	if m := mounts[VolumeBindings]; m.MountPath != DefaultBindingRoot || m.ReadOnly {
+		t.Errorf("bindings mount = %+v, want writable at %s", m, DefaultBindingRoot)
+	}
+}
+
+func TestSidecarContainerPlain(t *testing.T) {
+	c := sidecarContainer(testSettings(ModeContainer), DefaultConfig(), targetPod)
+	if c.RestartPolicy != nil {
+		t.Errorf("plain sidecar has restartPolicy %v; only init containers may", *c.RestartPolicy)
+	}
+	if c.StartupProbe == nil || c.LivenessProbe == nil {
+		t.Errorf("plain sidecar lacks its probes")
+	}
+}
+
+func TestSidecarContainerKnativeTemplate(t *testing.T) {
+	c := sidecarContainer(testSettings(ModeContainer), DefaultConfig(), targetKnativeTemplate)
+	if c.StartupProbe != nil || c.LivenessProbe != nil {
+		t.Errorf("Knative template sidecar has probes; Knative refuses them on extra containers by default")
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil {
+			t.Errorf("env %s uses valueFrom; Knative refuses fieldRef by default", e.Name)
+		}
+	}
+}
+
+func TestSidecarContainerWithoutDependencies(t *testing.T) {
+	s := testSettings(ModeNative)
+	s.dependencies = ""
+	c := sidecarContainer(s, DefaultConfig(), targetPod)
+	if slices.Contains(envNames(c.Env), EnvDependencies) {
+		t.Errorf("sidecar env has %s though the pod declares no dependencies", EnvDependencies)
+	}
+}
+
+func TestInsertSidecar(t *testing.T) {
+	names := func(cs []corev1.Container) []string {
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.Name)
+		}
+		return out
+	}
+	native := sidecarContainer(testSettings(ModeNative), DefaultConfig(), targetPod)
+	plain := sidecarContainer(testSettings(ModeContainer), DefaultConfig(), targetPod)
+	tests := []struct {
+		name           string
+		init, main     []string
+		sidecar        corev1.Container
+		wantInit, want []string
+	}{
+		{name: "native first", init: []string{"migrate"}, main: []string{"app"}, sidecar: native,
+			wantInit: []string{SidecarName, "migrate"}, want: []string{"app"}},
+		{name: "native after Istio's", init: []string{"istio-init", "istio-proxy", "migrate"}, main: []string{"app"}, sidecar: native,
+			wantInit: []string{"istio-init", "istio-proxy", SidecarName, "migrate"}, want: []string{"app"}},
+		{name: "native after Linkerd's", init: []string{"linkerd-init", "linkerd-proxy"}, main: []string{"app"}, sidecar: native,
+			wantInit: []string{"linkerd-init", "linkerd-proxy", SidecarName}, want: []string{"app"}},
+		{name: "plain last", main: []string{"user-container", "queue-proxy"}, sidecar: plain,
+			want: []string{"user-container", "queue-proxy", SidecarName}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := &corev1.PodSpec{}
+			for _, n := range tt.init {
+				spec.InitContainers = append(spec.InitContainers, corev1.Container{Name: n})
+			}
+			for _, n := range tt.main {
+				spec.Containers = append(spec.Containers, corev1.Container{Name: n})
+			}
+			insertSidecar(spec, tt.sidecar)
+			if diff := cmp.Diff(tt.wantInit, names(spec.InitContainers)); diff != "" {
+				t.Errorf("init containers (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.want, names(spec.Containers)); diff != "" {
+				t.Errorf("containers (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
