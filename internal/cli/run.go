@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -83,24 +85,28 @@ go to a temporary directory that is removed at exit.`,
 			}
 			// The sidecar outlives a signal to ddi: the signal goes to the
 			// command, and the sidecar stops only after the command exits.
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("--sidecar-listen %s: %w", listen, err)
+			}
+			addr := ln.Addr().String()
 			scCtx, stopSidecar := context.WithCancel(context.WithoutCancel(cmd.Context()))
 			scDone := make(chan error, 1)
-			go func() { scDone <- sc.Run(scCtx) }()
+			go func() { scDone <- sc.Serve(scCtx, ln) }()
 			stop := func() error {
 				stopSidecar()
 				return <-scDone
 			}
-			select {
-			case <-sc.Ready():
-			case err := <-scDone:
-				stopSidecar()
-				return fmt.Errorf("sidecar: %w", err)
-			case <-time.After(readyTimeout):
+			if err := waitReady(cmd.Context(), "http://"+addr+"/readyz", readyTimeout, scDone); err != nil {
+				if errors.Is(err, errSidecarExited) {
+					stopSidecar()
+					return err
+				}
 				log.Warn("no snapshot from the control plane yet; starting the command anyway (bindings arrive when it answers)",
 					"control_plane", cfg.ControlPlane, "waited", readyTimeout)
 			}
 			code, err := runChild(args, []string{
-				"DDI_ADDR=http://" + sc.Addr(),
+				"DDI_ADDR=http://" + addr,
 				"SERVICE_BINDING_ROOT=" + bindingRoot,
 				"DDI_NAME=" + name,
 			})
@@ -141,6 +147,35 @@ func parseDepFlags(deps []string) ([]registry.Dependency, error) {
 		out = append(out, dep)
 	}
 	return out, nil
+}
+
+var errSidecarExited = errors.New("sidecar exited before it was ready")
+
+// waitReady polls the sidecar's /readyz until it answers 200 (first
+// snapshot loaded), the sidecar exits, or timeout passes.
+func waitReady(ctx context.Context, url string, timeout time.Duration, exited <-chan error) error {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if resp, err := client.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("%w: %v", errSidecarExited, err)
+		case <-deadline.C:
+			return errors.New("sidecar not ready")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
