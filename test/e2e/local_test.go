@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -142,13 +141,21 @@ func (p *proc) kill(t *testing.T) {
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	code, body, err := tryGet(url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
+	return code, body
+}
+
+func tryGet(url string) (int, string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
 
 // waitFor polls cond every 50ms until it holds or timeout passes.
@@ -218,8 +225,8 @@ func TestLocalEndToEnd(t *testing.T) {
 	_ = consumer
 
 	waitFor(t, 15*time.Second, "consumer bound to echo", func() bool {
-		code, _ := getBinding(t, consumerSidecar, "echo", "")
-		return code == http.StatusOK
+		code, _, err := tryGet("http://" + consumerSidecar + "/v1/bindings/echo")
+		return err == nil && code == http.StatusOK
 	})
 	code, body := get(t, "http://"+consumerSidecar+"/v1/invoke/echo/")
 	if code != http.StatusOK || !strings.Contains(body, "hello from greeter 1.0.0") {
@@ -256,8 +263,8 @@ func TestLocalEndToEnd(t *testing.T) {
 	// Restart it on the same data and address; a new registration reaches the consumer.
 	start(t, "control-plane-2", "dev", "--data", data, "--listen", cpAddr)
 	waitFor(t, 15*time.Second, "sidecar reconnected", func() bool {
-		_, body := get(t, "http://"+consumerSidecar+"/readyz")
-		return strings.Contains(body, `"connected":true`)
+		_, body, err := tryGet("http://" + consumerSidecar + "/readyz")
+		return err == nil && strings.Contains(body, `"connected":true`)
 	})
 	start(t, "provider-echo2", "--control-plane", cpURL, "run", "--name", "echo2", "--",
 		bin, "demo", "greeter", "--version", "2.0.0", "--register", "echo2")
@@ -270,5 +277,3 @@ func TestLocalEndToEnd(t *testing.T) {
 		t.Fatalf("invoke latest = %d %q, want greeter 2.0.0", code, body)
 	}
 }
-
-var _ = context.Background
