@@ -1,8 +1,8 @@
 package testservers_test
 
 import (
-	"testing"
 	"ddi.dev/ddi/sdk/internal/testservers"
+	"testing"
 )
 
 func TestStartAll(t *testing.T) {
@@ -12,5 +12,6 @@ func TestStartAll(t *testing.T) {
 	t.Log(r.Addr)
 	n := testservers.StartNATS(t, "u", "p")
 	t.Log(n.URL)
-	pg.Stop(); pg.Start()
+	pg.Stop()
+	pg.Start()
 }
