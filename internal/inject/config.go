@@ -3,7 +3,6 @@ package inject
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"path"
 	"strconv"
@@ -173,19 +172,6 @@ func controlPlanePort(raw string) (int, error) {
 		return 0, fmt.Errorf("%q: port %q is not a port number", raw, p)
 	}
 	return n, nil
-}
-
-// controlPlaneHostPort is host:port of the control plane, for messages.
-func controlPlaneHostPort(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return raw
-	}
-	p, err := controlPlanePort(raw)
-	if err != nil {
-		return u.Host
-	}
-	return net.JoinHostPort(u.Hostname(), strconv.Itoa(p))
 }
 
 func validateResources(r corev1.ResourceRequirements) error {

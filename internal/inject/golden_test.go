@@ -100,7 +100,7 @@ func TestPodAgreesWithManifest(t *testing.T) {
 	}
 }
 
-func readPod(t *testing.T, path string) *corev1.Pod {
+func readPod(t testing.TB, path string) *corev1.Pod {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

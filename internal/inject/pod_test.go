@@ -101,3 +101,17 @@ func TestPodNativeJob(t *testing.T) {
 		t.Errorf("init containers = %v, want the native sidecar", pod.Spec.InitContainers)
 	}
 }
+
+// BenchmarkPod measures one webhook mutation of a Knative revision pod
+// (configuration check included), without the admission plumbing.
+func BenchmarkPod(b *testing.B) {
+	pod := readPod(b, "testdata/knative-revision-pod.yaml")
+	cfg := DefaultConfig()
+	b.ReportAllocs()
+	for b.Loop() {
+		p := pod.DeepCopy()
+		if _, err := Pod(p, cfg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
