@@ -7,9 +7,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// sidecarUID is the user the sidecar runs as: distroless's "nonroot".
-const sidecarUID = 65532
-
 // sidecarContainer builds the ddi sidecar for one pod.
 //
 // It declares no containerPort: the sidecar listens on loopback only, and
@@ -91,16 +88,16 @@ func probe(port int32, path string, period, timeout, failures int32) *corev1.Pro
 }
 
 // sidecarSecurityContext meets the "restricted" Pod Security Standard, so
-// injection never makes a compliant pod non-compliant.
+// injection never makes a compliant pod non-compliant. It sets no user: the
+// image declares a numeric non-root one (65532), which lets the kubelet
+// check runAsNonRoot, and platforms that assign users from a range
+// (OpenShift) can still do so.
 func sidecarSecurityContext() *corev1.SecurityContext {
 	no, yes := false, true
-	uid := int64(sidecarUID)
 	return &corev1.SecurityContext{
 		AllowPrivilegeEscalation: &no,
 		ReadOnlyRootFilesystem:   &yes,
 		RunAsNonRoot:             &yes,
-		RunAsUser:                &uid,
-		RunAsGroup:               &uid,
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
