@@ -1,0 +1,157 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+
+	"ddi.dev/ddi/internal/inject"
+	"ddi.dev/ddi/internal/registry"
+)
+
+// Defaults of Options, matching deploy/.
+const (
+	DefaultNamespace         = "ddi-system"
+	DefaultServiceName       = "ddi-controller"
+	DefaultWebhookConfigName = "ddi-sidecar-injector"
+	DefaultCertSecretName    = "ddi-webhook-certs"
+	DefaultWebhookPort       = 9443
+	DefaultStreamAddr        = ":7470"
+	DefaultHealthAddr        = ":8081"
+	DefaultMetricsAddr       = ":8080"
+	DefaultTokenAudience     = "ddi"
+)
+
+// Options configure Run. DefaultOptions fills every field; AddFlags binds
+// the ones a person sets.
+type Options struct {
+	// Kubeconfig is the kubeconfig file to use out of cluster. Empty
+	// means $KUBECONFIG, then ~/.kube/config, then the in-cluster service
+	// account.
+	Kubeconfig string
+	// RestConfig, when set, is used instead of Kubeconfig (tests).
+	RestConfig *rest.Config
+	// Namespace is the controller's own namespace: the certificate Secret
+	// and the leader election lease live there.
+	Namespace string
+	// ServiceName is the Service in front of the controller; the serving
+	// certificate names it.
+	ServiceName string
+	// WebhookConfigName is the MutatingWebhookConfiguration whose caBundle
+	// the controller keeps current.
+	WebhookConfigName string
+	// WebhookHost and WebhookPort are where the webhook listens (TLS).
+	WebhookHost string
+	WebhookPort int
+	// WebhookCertDir, when set, holds tls.crt and tls.key provided by
+	// someone else (cert-manager): the controller then neither generates
+	// certificates nor touches the caBundle.
+	WebhookCertDir string
+	// WebhookCertHosts are extra DNS names or IPs for the self-managed
+	// serving certificate, such as 127.0.0.1 when the API server calls a
+	// controller that runs out of cluster.
+	WebhookCertHosts []string
+	// CertSecretName is the Secret in Namespace holding the self-managed
+	// certificates. Empty keeps them in memory (out of cluster).
+	CertSecretName string
+	// StreamAddr is where the control plane serves sidecars (the snapshot
+	// stream and the provider API). Empty disables it.
+	StreamAddr string
+	// HealthAddr serves /healthz and /readyz; "0" disables it.
+	HealthAddr string
+	// MetricsAddr serves controller-runtime's metrics; "0" disables them.
+	MetricsAddr string
+	// LeaderElection makes only one replica run the reconcilers; every
+	// replica serves the webhook and streams.
+	LeaderElection bool
+	// Inject is the sidecar the webhook injects.
+	Inject inject.Config
+	// TokenAudience is the audience sidecar tokens must carry; it must
+	// equal Inject.TokenAudience.
+	TokenAudience string
+	// Store replaces the custom resource store (tests, benchmarks). The
+	// caller keeps ownership: Run does not close it.
+	Store registry.Store
+	// Logger receives every log line, controller-runtime's included.
+	Logger *slog.Logger
+	// StreamListening, when set, is called with the stream listener's
+	// address once it is bound (tests listen on port 0).
+	StreamListening func(addr string)
+}
+
+// DefaultOptions returns the documented defaults: in-cluster, namespace
+// from $POD_NAMESPACE or ddi-system, certificates in a Secret.
+func DefaultOptions() Options {
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = DefaultNamespace
+	}
+	return Options{
+		Namespace:         ns,
+		ServiceName:       DefaultServiceName,
+		WebhookConfigName: DefaultWebhookConfigName,
+		WebhookPort:       DefaultWebhookPort,
+		CertSecretName:    DefaultCertSecretName,
+		StreamAddr:        DefaultStreamAddr,
+		HealthAddr:        DefaultHealthAddr,
+		MetricsAddr:       DefaultMetricsAddr,
+		LeaderElection:    true,
+		Inject:            inject.DefaultConfig(),
+		TokenAudience:     DefaultTokenAudience,
+	}
+}
+
+// AddFlags binds the options a person sets on the command line.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file for running out of cluster (default: $KUBECONFIG, ~/.kube/config, then in-cluster)")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "the controller's own namespace (default $POD_NAMESPACE, else "+DefaultNamespace+")")
+	fs.StringVar(&o.ServiceName, "service-name", o.ServiceName, "Service in front of the controller, named in the webhook certificate")
+	fs.StringVar(&o.WebhookConfigName, "webhook-configuration", o.WebhookConfigName, "MutatingWebhookConfiguration whose caBundle the controller keeps current")
+	fs.StringVar(&o.WebhookHost, "webhook-host", o.WebhookHost, "address the webhook listens on (empty: all)")
+	fs.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "port of the webhook's TLS listener")
+	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", o.WebhookCertDir, "directory with tls.crt and tls.key from cert-manager; disables the self-managed certificate and caBundle")
+	fs.StringSliceVar(&o.WebhookCertHosts, "webhook-cert-host", o.WebhookCertHosts, "extra DNS name or IP in the self-managed certificate; repeatable (out of cluster: 127.0.0.1)")
+	fs.StringVar(&o.CertSecretName, "cert-secret", o.CertSecretName, "Secret in --namespace for the self-managed certificates; empty keeps them in memory")
+	fs.StringVar(&o.StreamAddr, "stream-addr", o.StreamAddr, "address of the control plane API for sidecars (snapshot stream, registrations)")
+	fs.StringVar(&o.HealthAddr, "health-addr", o.HealthAddr, `address of /healthz and /readyz ("0" disables)`)
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", o.MetricsAddr, `address of the controller metrics ("0" disables)`)
+	fs.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection, "elect one replica to run the reconcilers")
+	fs.StringVar(&o.Inject.Image, "sidecar-image", o.Inject.Image, "image of the injected sidecar")
+	fs.StringVar(&o.Inject.ControlPlaneURL, "sidecar-control-plane", o.Inject.ControlPlaneURL, "control plane URL the injected sidecars use")
+	fs.StringVar(&o.Inject.LogLevel, "sidecar-log-level", o.Inject.LogLevel, "log level of the injected sidecars")
+	fs.StringVar(&o.TokenAudience, "token-audience", o.TokenAudience, "audience of the sidecars' projected service-account tokens")
+}
+
+// Validate reports every problem of o, each naming its flag.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Namespace == "" {
+		errs = append(errs, errors.New("--namespace is empty"))
+	}
+	if o.WebhookPort < 1 || o.WebhookPort > 65535 {
+		errs = append(errs, fmt.Errorf("--webhook-port %d is not a port number", o.WebhookPort))
+	}
+	if o.WebhookCertDir == "" && o.WebhookConfigName == "" {
+		errs = append(errs, errors.New("--webhook-configuration is empty: the self-managed certificate needs a configuration to put its caBundle in"))
+	}
+	if o.StreamAddr != "" {
+		if _, _, err := net.SplitHostPort(o.StreamAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--stream-addr %q is not host:port", o.StreamAddr))
+		}
+	}
+	if o.TokenAudience == "" {
+		errs = append(errs, errors.New("--token-audience is empty"))
+	}
+	if o.Inject.TokenAudience != "" && o.Inject.TokenAudience != o.TokenAudience {
+		errs = append(errs, fmt.Errorf("the injected sidecars' token audience %q differs from --token-audience %q: sidecars could not authenticate", o.Inject.TokenAudience, o.TokenAudience))
+	}
+	if err := o.Inject.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("sidecar: %w", err))
+	}
+	return errors.Join(errs...)
+}

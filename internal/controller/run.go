@@ -1,0 +1,318 @@
+package controller
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"ddi.dev/ddi/internal/controlplane"
+	"ddi.dev/ddi/internal/podauth"
+	"ddi.dev/ddi/internal/webhook"
+)
+
+var setLoggerOnce sync.Once
+
+// Run runs the controller until ctx ends. It returns nil on a clean stop.
+func Run(ctx context.Context, o Options) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	lr := logr.FromSlogHandler(log.Handler())
+	// controller-runtime and client-go log through process-wide loggers;
+	// the first Run of the process sets them.
+	setLoggerOnce.Do(func() {
+		ctrllog.SetLogger(lr)
+		klog.SetLogger(lr)
+	})
+
+	cfg, err := restConfig(o)
+	if err != nil {
+		return err
+	}
+	scheme, err := newScheme()
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+
+	// The webhook's certificate is ready before the manager starts, so the
+	// first admission call already finds it.
+	whOpts := crwebhook.Options{Host: o.WebhookHost, Port: o.WebhookPort}
+	var certs *webhook.Certs
+	if o.WebhookCertDir != "" {
+		whOpts.CertDir = o.WebhookCertDir
+	} else {
+		certs, err = newCerts(o, cfg, scheme, log)
+		if err != nil {
+			return err
+		}
+		if err := certs.Ensure(ctx); err != nil {
+			return err
+		}
+		whOpts.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = certs.GetCertificate }}
+	}
+
+	metricsAddr := o.MetricsAddr
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Logger:                  lr,
+		WebhookServer:           crwebhook.NewServer(whOpts),
+		HealthProbeBindAddress:  o.HealthAddr,
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        "ddi-controller",
+		LeaderElectionNamespace: o.Namespace,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			// Only ddi's own webhook configuration is watched.
+			&admissionregistrationv1.MutatingWebhookConfiguration{}: {Field: fields.OneTermEqualSelector("metadata.name", o.WebhookConfigName)},
+		}},
+		Client: client.Options{Cache: &client.CacheOptions{
+			// Secrets and pods are read one at a time, never listed or
+			// watched cluster-wide.
+			DisableFor: []client.Object{&corev1.Secret{}, &corev1.Pod{}},
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("controller manager: %w", err)
+	}
+
+	// The Pod injection webhook.
+	native := &webhook.ServerVersion{Discovery: discovery.NewDiscoveryClientForConfigOrDie(cfg), Logger: log}
+	handler, err := webhook.NewHandler(webhook.Options{
+		Config:     o.Inject,
+		Namespaces: webhook.NamespaceCache{Cache: mgr.GetClient(), API: mgr.GetAPIReader()},
+		Native:     native.Native,
+		Events:     mgr.GetEventRecorder("ddi-webhook"),
+		Logger:     log.With("component", "webhook"),
+	})
+	if err != nil {
+		return err
+	}
+	mgr.GetWebhookServer().Register(webhook.Path, handler)
+	if certs != nil {
+		if err := mgr.Add(certs); err != nil {
+			return err
+		}
+		if err := (&webhook.CABundleReconciler{Client: mgr.GetClient(), Certs: certs, Name: o.WebhookConfigName,
+			Logger: log.With("component", "cabundle")}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("caBundle reconciler: %w", err)
+		}
+	}
+
+	// The registry and the control plane.
+	store := o.Store
+	if store == nil {
+		store, err = newKubeStore(mgr, log)
+		if err != nil {
+			return err
+		}
+	}
+	auth, err := podauth.New(podauth.Options{
+		TokenReviews: cs,
+		Pods:         mgr.GetAPIReader(),
+		Audience:     o.TokenAudience,
+		Dependencies: dependencySource(mgr),
+		Providers:    store,
+		Logger:       log.With("component", "podauth"),
+	})
+	if err != nil {
+		return err
+	}
+	cp, err := controlplane.New(controlplane.Options{
+		Store:   store,
+		Auth:    auth,
+		Secrets: SecretReader{Reader: mgr.GetAPIReader()},
+		Logger:  log.With("component", "controlplane"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(everyReplica(func(ctx context.Context) error { return cp.Run(ctx) })); err != nil {
+		return err
+	}
+	if o.StreamAddr != "" {
+		if err := mgr.Add(everyReplica(func(ctx context.Context) error {
+			return serveStream(ctx, o.StreamAddr, requireToken(auth, cp.Handler()), log, o.StreamListening)
+		})); err != nil {
+			return err
+		}
+	}
+	if err := setupReconcilers(mgr, cp, log); err != nil {
+		return err
+	}
+
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("store", func(*http.Request) error {
+		select {
+		case <-cp.Ready():
+			return nil
+		default:
+			return errors.New("the provider index has not listed the store yet")
+		}
+	}); err != nil {
+		return err
+	}
+	log.Info("starting ddi controller", "namespace", o.Namespace, "webhook_port", o.WebhookPort, "stream", o.StreamAddr,
+		"self_managed_certs", certs != nil, "leader_election", o.LeaderElection)
+	return mgr.Start(ctx)
+}
+
+// restConfig loads the client configuration: RestConfig, else the
+// kubeconfig file, else $KUBECONFIG or ~/.kube/config, else in-cluster.
+func restConfig(o Options) (*rest.Config, error) {
+	if o.RestConfig != nil {
+		return rest.CopyConfig(o.RestConfig), nil
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = o.Kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig (use --kubeconfig out of cluster): %w", err)
+	}
+	cfg.UserAgent = "ddi-controller"
+	return cfg, nil
+}
+
+// Scheme returns the types the controller reads and writes: the core
+// Kubernetes types and ddi's custom resources.
+func Scheme() *runtime.Scheme {
+	s, err := newScheme()
+	if err != nil {
+		panic(err) // static registrations only
+	}
+	return s
+}
+
+func newScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := addAPIToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func newCerts(o Options, cfg *rest.Config, scheme *runtime.Scheme, log *slog.Logger) (*webhook.Certs, error) {
+	co := webhook.CertOptions{
+		Namespace:  o.Namespace,
+		SecretName: o.CertSecretName,
+		DNSNames:   webhook.ServiceDNSNames(o.ServiceName, o.Namespace),
+		Logger:     log.With("component", "certs"),
+	}
+	for _, h := range o.WebhookCertHosts {
+		if ip := net.ParseIP(h); ip != nil {
+			co.IPs = append(co.IPs, ip)
+		} else {
+			co.DNSNames = append(co.DNSNames, h)
+		}
+	}
+	if o.CertSecretName != "" {
+		c, err := client.New(cfg, client.Options{Scheme: scheme})
+		if err != nil {
+			return nil, fmt.Errorf("client for the certificate secret: %w", err)
+		}
+		co.Client = c
+	}
+	return webhook.NewCerts(co)
+}
+
+// everyReplica is a manager runnable that runs on every replica, leader or
+// not.
+type everyReplica func(ctx context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+func (everyReplica) NeedLeaderElection() bool          { return false }
+
+// serveStream serves the control plane API for sidecars on addr until ctx
+// ends, then drains it.
+func serveStream(ctx context.Context, addr string, h http.Handler, log *slog.Logger, listening func(string)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("control plane listener: %w", err)
+	}
+	if listening != nil {
+		listening(ln.Addr().String())
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("serving the control plane for sidecars", "addr", ln.Addr().String())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		// Streams never end by themselves; Shutdown cannot wait for them.
+		_ = srv.Shutdown(sctx)
+		_ = srv.Close()
+	}()
+	err = srv.Serve(ln)
+	<-done
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// requireToken refuses every request of the control plane API that does
+// not carry a valid pod token, except health and metrics: inside a cluster
+// the provider listing and resolve endpoints are for sidecars only.
+func requireToken(auth *podauth.Authenticator, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics":
+			next.ServeHTTP(w, r)
+			return
+		}
+		if _, err := auth.Authenticate(r.Context(), r); err != nil {
+			status := http.StatusUnauthorized
+			if !errors.Is(err, controlplane.ErrUnauthenticated) {
+				status = http.StatusServiceUnavailable
+			}
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(status)
+			fmt.Fprintf(w, `{"type":"about:blank","title":%q,"status":%d,"detail":%q}`, http.StatusText(status), status, err.Error())
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+

@@ -1,0 +1,386 @@
+package kubetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"ddi.dev/ddi/internal/controller"
+	"ddi.dev/ddi/internal/inject"
+	"ddi.dev/ddi/internal/registry"
+	"ddi.dev/ddi/internal/registry/bolt"
+	"ddi.dev/ddi/internal/webhook"
+)
+
+// KubeVersion is the Kubernetes release whose binaries the tests use.
+const KubeVersion = "v1.37.2"
+
+// Options configure RunControlPlane. The zero value runs the API server,
+// etcd and the ddi controller with envtest's webhook certificate.
+type Options struct {
+	// SelfManagedCerts makes the controller serve its own certificate
+	// (kept in Secret ddi-system/ddi-webhook-certs) and put its CA into the
+	// webhook configuration's caBundle, as in a real installation, instead
+	// of serving envtest's certificate.
+	SelfManagedCerts bool
+	// ControllerManager also starts kube-controller-manager (Deployments,
+	// ReplicaSets, garbage collection, namespace deletion).
+	ControllerManager bool
+	// SkipCRDs leaves ddi's CRDs (deploy/crd) out, for tests that need
+	// none.
+	SkipCRDs bool
+	// NoController starts no ddi controller: the webhook configuration is
+	// then not installed either.
+	NoController bool
+	// Inject adjusts the injector configuration.
+	Inject func(*inject.Config)
+	// Store replaces the registry store the controller uses. Default: the
+	// Kubernetes custom resource store when it is built in, else a bbolt
+	// store in a temporary directory.
+	Store registry.Store
+	// Logger receives the controller's logs. Default: the test log at
+	// warn level (set DDI_TEST_LOG=debug for more).
+	Logger *slog.Logger
+}
+
+// ControlPlane is a running test cluster.
+type ControlPlane struct {
+	Env *envtest.Environment
+	// Config is an admin (system:masters) client configuration.
+	Config    *rest.Config
+	Client    client.Client
+	Clientset kubernetes.Interface
+	// Kubeconfig is the path of an admin kubeconfig file.
+	Kubeconfig string
+	// WebhookURL is the https URL the API server calls for admission.
+	WebhookURL string
+	// StreamURL is the control plane API for sidecars ("" with
+	// NoController).
+	StreamURL string
+	// Store is the registry store the controller serves.
+	Store registry.Store
+}
+
+// AssetsDir returns the folder with kube-apiserver, etcd and kubectl:
+// $KUBEBUILDER_ASSETS, else <repo>/.cache/kube/v1.37.2.
+func AssetsDir() string {
+	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
+		return d
+	}
+	return filepath.Join(RepoRoot(), ".cache", "kube", KubeVersion)
+}
+
+// RepoRoot is the root of the ddi repository.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// RequireAssets fails the test when the Kubernetes binaries are missing.
+func RequireAssets(t testing.TB, names ...string) string {
+	t.Helper()
+	dir := AssetsDir()
+	if len(names) == 0 {
+		names = []string{"kube-apiserver", "etcd"}
+	}
+	for _, n := range names {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+			t.Fatalf("kubetest: %s is missing from %s: build the Kubernetes binaries with hack/kube-bins.sh (they are cached; KUBEBUILDER_ASSETS=$(hack/kube-bins.sh | tail -1) points elsewhere)", n, dir)
+		}
+	}
+	return dir
+}
+
+// Namespace names used by the harness.
+const SystemNamespace = "ddi-system"
+
+// RunControlPlane starts a control plane for t and stops it when t ends.
+func RunControlPlane(t testing.TB, opts Options) *ControlPlane {
+	t.Helper()
+	assets := RequireAssets(t)
+	if opts.ControllerManager {
+		RequireAssets(t, "kube-controller-manager")
+	}
+	root := RepoRoot()
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		ControlPlaneStopTimeout: 30 * time.Second,
+	}
+	if crds := filepath.Join(root, "deploy", "crd"); !opts.SkipCRDs && dirHasYAML(crds) {
+		env.CRDDirectoryPaths = []string{crds}
+		env.ErrorIfCRDPathMissing = true
+	}
+	if !opts.NoController {
+		env.WebhookInstallOptions = envtest.WebhookInstallOptions{
+			Paths: []string{filepath.Join(root, "deploy", "webhook", "mutatingwebhookconfiguration.yaml")},
+		}
+	}
+	// envtest turns the ServiceAccount admission plugin off; a real
+	// cluster runs it before any webhook, so pods reach ddi with
+	// serviceAccountName set. Turn it back on: namespaces then need their
+	// "default" ServiceAccount (Namespace creates it, or kube-controller-
+	// manager's serviceaccount-controller does).
+	env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
+	start := time.Now()
+	cfg, err := env.Start()
+	if err != nil {
+		_ = env.Stop()
+		t.Fatalf("kubetest: start API server and etcd: %v", err)
+	}
+	t.Logf("kubetest: API server %s up in %s", cfg.Host, time.Since(start).Round(time.Millisecond))
+	cp := &ControlPlane{Env: env, Config: cfg}
+
+	// Cleanups run last-in first-out: env.Stop runs after everything
+	// registered below it.
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Logf("kubetest: stop API server: %v", err)
+		}
+	})
+
+	cp.Clientset = kubernetes.NewForConfigOrDie(cfg)
+	cp.Client, err = client.New(cfg, client.Options{Scheme: controller.Scheme()})
+	if err != nil {
+		t.Fatalf("kubetest: client: %v", err)
+	}
+	cp.Kubeconfig = writeAdminKubeconfig(t, env)
+
+	for _, ns := range []string{SystemNamespace, "kube-system", "default"} {
+		cp.Namespace(t, ns, nil)
+	}
+
+	if opts.ControllerManager {
+		startControllerManager(t, cp)
+	}
+	if !opts.NoController {
+		startController(t, cp, opts)
+	}
+	return cp
+}
+
+// Namespace creates a namespace with labels (or leaves an existing one
+// alone) and its "default" ServiceAccount.
+func (cp *ControlPlane) Namespace(t testing.TB, name string, labels map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	if _, err := cp.Clientset.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("kubetest: create namespace %s: %v", name, err)
+	}
+	cp.ServiceAccount(t, name, "default")
+}
+
+// ServiceAccount creates a ServiceAccount unless it exists.
+func (cp *ControlPlane) ServiceAccount(t testing.TB, namespace, name string) {
+	t.Helper()
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+	if _, err := cp.Clientset.CoreV1().ServiceAccounts(namespace).Create(context.Background(), sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("kubetest: create service account %s/%s: %v", namespace, name, err)
+	}
+}
+
+func dirHasYAML(dir string) bool {
+	m, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	return len(m) > 0
+}
+
+func writeAdminKubeconfig(t testing.TB, env *envtest.Environment) string {
+	t.Helper()
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: "kubetest-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatalf("kubetest: add admin user: %v", err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		t.Fatalf("kubetest: admin kubeconfig: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "admin.kubeconfig")
+	if err := os.WriteFile(path, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// testLogger writes to the test log.
+func testLogger(t testing.TB) *slog.Logger {
+	lvl := slog.LevelWarn
+	if v := os.Getenv("DDI_TEST_LOG"); v != "" {
+		_ = lvl.UnmarshalText([]byte(v))
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: lvl}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func startController(t testing.TB, cp *ControlPlane, opts Options) {
+	t.Helper()
+	wo := &cp.Env.WebhookInstallOptions
+	log := opts.Logger
+	if log == nil {
+		log = testLogger(t)
+	}
+	store := opts.Store
+	if store == nil && !controller.KubeStoreBuiltIn() {
+		s, err := bolt.Open(filepath.Join(t.TempDir(), "registry.db"), bolt.Options{})
+		if err != nil {
+			t.Fatalf("kubetest: bolt store: %v", err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		store = s
+	}
+	co := controller.DefaultOptions()
+	co.RestConfig = cp.Config
+	co.Namespace = SystemNamespace
+	co.WebhookHost = wo.LocalServingHost
+	co.WebhookPort = wo.LocalServingPort
+	co.HealthAddr = "0"
+	co.MetricsAddr = "0"
+	co.LeaderElection = false
+	co.StreamAddr = "127.0.0.1:0"
+	co.Store = store
+	co.Logger = log
+	if opts.Inject != nil {
+		opts.Inject(&co.Inject)
+	}
+	if opts.SelfManagedCerts {
+		co.WebhookCertHosts = []string{wo.LocalServingHost, "localhost"}
+	} else {
+		co.WebhookCertDir = wo.LocalServingCertDir
+	}
+	streamAddr := make(chan string, 1)
+	co.StreamListening = func(addr string) { streamAddr <- addr }
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var runErr error
+	go func() {
+		defer wg.Done()
+		runErr = controller.Run(ctx, co)
+	}()
+	// The controller stops before the API server (registered earlier, so
+	// cleaned up later): its webhook server must be gone before envtest
+	// removes the certificate directory.
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		if runErr != nil && !errors.Is(runErr, context.Canceled) {
+			t.Errorf("kubetest: controller: %v", runErr)
+		}
+	})
+	select {
+	case addr := <-streamAddr:
+		cp.StreamURL = "http://" + addr
+	case <-time.After(60 * time.Second):
+		t.Fatalf("kubetest: the controller did not start within 60s (err %v)", runErr)
+	}
+	cp.WebhookURL = fmt.Sprintf("https://%s:%d%s", wo.LocalServingHost, wo.LocalServingPort, webhook.Path)
+	if store != nil {
+		cp.Store = store
+	}
+	waitWebhook(t, cp, opts.SelfManagedCerts)
+}
+
+// waitWebhook waits until the API server calls the webhook successfully: a
+// dry-run pod in a probe namespace comes back injected.
+func waitWebhook(t testing.TB, cp *ControlPlane, selfManaged bool) {
+	t.Helper()
+	ctx := context.Background()
+	ns := "kubetest-probe"
+	cp.Namespace(t, ns, map[string]string{inject.KeyInject: inject.NamespaceEnabled})
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: ns},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "probe:1"}}}}
+	deadline := time.Now().Add(60 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		got, err := cp.Clientset.CoreV1().Pods(ns).Create(ctx, pod.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err == nil && got.Annotations[inject.AnnotationInjectedVersion] != "" {
+			if selfManaged {
+				var mwc admissionregistrationv1.MutatingWebhookConfiguration
+				if err := cp.Client.Get(ctx, client.ObjectKey{Name: controller.DefaultWebhookConfigName}, &mwc); err == nil {
+					t.Logf("kubetest: webhook answers with the self-managed certificate (caBundle %d bytes)", len(mwc.Webhooks[0].ClientConfig.CABundle))
+				}
+			}
+			return
+		}
+		if err == nil {
+			last = errors.New("the probe pod came back without the sidecar")
+		} else {
+			last = err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("kubetest: the API server could not call the ddi webhook within 60s: %v", last)
+}
+
+// startControllerManager runs kube-controller-manager against the test API
+// server with the controllers the tests rely on.
+func startControllerManager(t testing.TB, cp *ControlPlane) {
+	t.Helper()
+	bin := filepath.Join(AssetsDir(), "kube-controller-manager")
+	cmd := exec.Command(bin,
+		"--kubeconfig="+cp.Kubeconfig,
+		"--leader-elect=false",
+		"--secure-port=0",
+		"--controllers=deployment-controller,replicaset-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller",
+		"--concurrent-gc-syncs=5",
+		"-v=1",
+	)
+	logPath := filepath.Join(t.TempDir(), "kube-controller-manager.log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("kubetest: start kube-controller-manager: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		_ = f.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(logPath); err == nil {
+				t.Logf("kube-controller-manager log (tail):\n%s", tail(string(b), 4000))
+			}
+		}
+	})
+	t.Logf("kubetest: kube-controller-manager pid %d, log %s", cmd.Process.Pid, logPath)
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}

@@ -1,0 +1,342 @@
+package podauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"ddi.dev/ddi/internal/controlplane"
+	"ddi.dev/ddi/internal/protocol"
+	"ddi.dev/ddi/internal/registry"
+)
+
+// Claims of a pod-bound service-account token, as a TokenReview reports
+// them in status.user.extra.
+const (
+	ExtraPodName = "authentication.kubernetes.io/pod-name"
+	ExtraPodUID  = "authentication.kubernetes.io/pod-uid"
+)
+
+// AnnotationDependencies is the pod annotation listing dependencies
+// ("alias=selector;..."), as in package inject.
+const AnnotationDependencies = "ddi.dev/dependencies"
+
+// DependencySource returns dependencies declared for a pod outside the pod
+// itself (DependencySet objects that select it).
+type DependencySource func(ctx context.Context, pod *corev1.Pod) ([]registry.Dependency, error)
+
+// ProviderGetter reads a stored provider; AuthorizeWrite uses it to see who
+// owns a provider a sidecar wants to replace.
+type ProviderGetter interface {
+	Get(ctx context.Context, namespace, name string) (registry.Provider, error)
+}
+
+// Options configure an Authenticator.
+type Options struct {
+	// TokenReviews verifies tokens. Required.
+	TokenReviews kubernetes.Interface
+	// Pods reads pods; pass an uncached reader (a manager's APIReader) or a
+	// cache that falls back to one. Required.
+	Pods client.Reader
+	// Audience the tokens must be issued for. Default "ddi".
+	Audience string
+	// Dependencies adds dependencies from DependencySet objects. Optional.
+	Dependencies DependencySource
+	// Providers lets AuthorizeWrite check ownership of existing providers.
+	// Required for writes.
+	Providers ProviderGetter
+	// CacheTTL is how long a verified token is trusted before it is
+	// reviewed again. Default 30s; the pod is re-read on every request.
+	CacheTTL time.Duration
+	Logger   *slog.Logger
+}
+
+// Authenticator is a controlplane.Authenticator for sidecars in pods.
+type Authenticator struct {
+	opts Options
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	cache map[[32]byte]cachedReview
+}
+
+type cachedReview struct {
+	who     podRef
+	expires time.Time
+}
+
+// podRef is what a verified token says about its pod.
+type podRef struct {
+	namespace, name, serviceAccount string
+	uid                             types.UID
+}
+
+var _ controlplane.Authenticator = (*Authenticator)(nil)
+
+// New checks opts and returns an Authenticator.
+func New(opts Options) (*Authenticator, error) {
+	if opts.TokenReviews == nil || opts.Pods == nil {
+		return nil, errors.New("podauth: Options.TokenReviews and Options.Pods are required")
+	}
+	if opts.Audience == "" {
+		opts.Audience = "ddi"
+	}
+	if opts.CacheTTL <= 0 {
+		opts.CacheTTL = 30 * time.Second
+	}
+	a := &Authenticator{opts: opts, log: opts.Logger, cache: make(map[[32]byte]cachedReview)}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	return a, nil
+}
+
+// PodOwner is the registry.Provider Owner of a registration made by a pod:
+// "Pod/<name>/<uid>". The Kubernetes store turns it into an ownerReference,
+// so the garbage collector deletes the registration with the pod.
+func PodOwner(name string, uid types.UID) string { return "Pod/" + name + "/" + string(uid) }
+
+// ParsePodOwner is the inverse of PodOwner.
+func ParsePodOwner(owner string) (name string, uid types.UID, ok bool) {
+	rest, ok := strings.CutPrefix(owner, "Pod/")
+	if !ok {
+		return "", "", false
+	}
+	name, u, ok := strings.Cut(rest, "/")
+	if !ok || name == "" || u == "" || strings.Contains(u, "/") {
+		return "", "", false
+	}
+	return name, types.UID(u), true
+}
+
+// Identify verifies the request's bearer token and returns the identity of
+// its pod. The hello's consumer and dependencies are ignored.
+func (a *Authenticator) Identify(ctx context.Context, r *http.Request, _ *protocol.Hello) (controlplane.Identity, error) {
+	pod, err := a.authenticate(ctx, r)
+	if err != nil {
+		return controlplane.Identity{}, err
+	}
+	return a.identity(ctx, pod)
+}
+
+// Authenticate verifies the request's bearer token and returns its pod;
+// the controller uses it to guard every route of the control plane API.
+func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request) (*corev1.Pod, error) {
+	return a.authenticate(ctx, r)
+}
+
+func (a *Authenticator) identity(ctx context.Context, pod *corev1.Pod) (controlplane.Identity, error) {
+	id := controlplane.Identity{
+		Consumer: registry.Consumer{
+			Namespace:      pod.Namespace,
+			Name:           WorkloadName(pod),
+			ServiceAccount: pod.Spec.ServiceAccountName,
+			Labels:         pod.Labels,
+		},
+		Owner: PodOwner(pod.Name, pod.UID),
+	}
+	seen := map[string]bool{}
+	if s := pod.Annotations[AnnotationDependencies]; s != "" {
+		deps, err := registry.ParseDependencies(s)
+		if err != nil {
+			return controlplane.Identity{}, &registry.FieldError{Field: "annotation " + AnnotationDependencies + " of pod " + pod.Namespace + "/" + pod.Name,
+				Value: s, Reason: err.Error()}
+		}
+		for _, d := range deps {
+			seen[d.Alias] = true
+			id.Dependencies = append(id.Dependencies, d)
+		}
+	}
+	if a.opts.Dependencies != nil {
+		more, err := a.opts.Dependencies(ctx, pod)
+		if err != nil {
+			return controlplane.Identity{}, fmt.Errorf("dependency sets of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+		// The pod's own annotation wins over a DependencySet for the same
+		// alias; the DependencySet's status reports the conflict.
+		for _, d := range more {
+			if !seen[d.Alias] {
+				seen[d.Alias] = true
+				id.Dependencies = append(id.Dependencies, d)
+			}
+		}
+	}
+	return id, nil
+}
+
+// AuthorizeWrite lets a sidecar write only run-time registrations of its
+// own pod: in the pod's namespace, owned by the pod (new ones become owned
+// by it), never a provider that someone else declared or registered.
+func (a *Authenticator) AuthorizeWrite(ctx context.Context, r *http.Request, p *registry.Provider) error {
+	pod, err := a.authenticate(ctx, r)
+	if err != nil {
+		return err
+	}
+	owner := PodOwner(pod.Name, pod.UID)
+	if p.Namespace != pod.Namespace {
+		return fmt.Errorf("%w: pod %s/%s may register providers in its own namespace %s only, not %s", controlplane.ErrForbidden, pod.Namespace, pod.Name, pod.Namespace, p.Namespace)
+	}
+	if p.Owner != "" && p.Owner != owner {
+		return fmt.Errorf("%w: provider %s is owned by %s, not by pod %s", controlplane.ErrForbidden, p.Key(), p.Owner, pod.Name)
+	}
+	if a.opts.Providers == nil {
+		return fmt.Errorf("%w: this control plane accepts no registrations from sidecars", controlplane.ErrForbidden)
+	}
+	cur, err := a.opts.Providers.Get(ctx, p.Namespace, p.Name)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("check owner of provider %s: %w", p.Key(), err)
+	case cur.Owner != owner:
+		who := cur.Owner
+		if who == "" {
+			who = "a declared Provider object"
+		}
+		return fmt.Errorf("%w: provider %s exists and belongs to %s; pod %s may change only its own registrations", controlplane.ErrForbidden, p.Key(), who, pod.Name)
+	}
+	p.Owner = owner
+	return nil
+}
+
+// authenticate verifies the bearer token and returns the live pod it was
+// issued for.
+func (a *Authenticator) authenticate(ctx context.Context, r *http.Request) (*corev1.Pod, error) {
+	token, ok := bearer(r)
+	if !ok {
+		return nil, fmt.Errorf("%w: send the pod's projected service-account token (audience %q) as Authorization: Bearer", controlplane.ErrUnauthenticated, a.opts.Audience)
+	}
+	ref, err := a.review(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	var pod corev1.Pod
+	if err := a.opts.Pods.Get(ctx, client.ObjectKey{Namespace: ref.namespace, Name: ref.name}, &pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("%w: the token's pod %s/%s no longer exists", controlplane.ErrUnauthenticated, ref.namespace, ref.name)
+		}
+		return nil, fmt.Errorf("read pod %s/%s: %w", ref.namespace, ref.name, err)
+	}
+	if pod.UID != ref.uid {
+		return nil, fmt.Errorf("%w: the token was issued to an earlier pod named %s/%s", controlplane.ErrUnauthenticated, ref.namespace, ref.name)
+	}
+	if pod.Spec.ServiceAccountName != ref.serviceAccount && !(pod.Spec.ServiceAccountName == "" && ref.serviceAccount == "default") {
+		return nil, fmt.Errorf("%w: the token's service account %s is not pod %s/%s's", controlplane.ErrUnauthenticated, ref.serviceAccount, ref.namespace, ref.name)
+	}
+	return &pod, nil
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+// review runs (or remembers) the TokenReview of token.
+func (a *Authenticator) review(ctx context.Context, token string) (podRef, error) {
+	key := sha256.Sum256([]byte(token))
+	now := time.Now()
+	a.mu.Lock()
+	c, ok := a.cache[key]
+	if ok && now.After(c.expires) {
+		delete(a.cache, key)
+		ok = false
+	}
+	a.mu.Unlock()
+	if ok {
+		return c.who, nil
+	}
+	tr := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: []string{a.opts.Audience}}}
+	res, err := a.opts.TokenReviews.AuthenticationV1().TokenReviews().Create(ctx, tr, metav1.CreateOptions{})
+	if err != nil {
+		return podRef{}, fmt.Errorf("token review: %w", err)
+	}
+	st := res.Status
+	if !st.Authenticated {
+		reason := st.Error
+		if reason == "" {
+			reason = "the API server did not accept it"
+		}
+		a.log.Info("sidecar token refused", "reason", reason)
+		return podRef{}, fmt.Errorf("%w: the token is invalid or expired", controlplane.ErrUnauthenticated)
+	}
+	if !slices.Contains(st.Audiences, a.opts.Audience) {
+		return podRef{}, fmt.Errorf("%w: the token is not issued for audience %q", controlplane.ErrUnauthenticated, a.opts.Audience)
+	}
+	ns, sa, ok := serviceAccount(st.User.Username)
+	if !ok {
+		return podRef{}, fmt.Errorf("%w: the token belongs to %q, not to a service account", controlplane.ErrUnauthenticated, st.User.Username)
+	}
+	name, uid := first(st.User.Extra[ExtraPodName]), first(st.User.Extra[ExtraPodUID])
+	if name == "" || uid == "" {
+		return podRef{}, fmt.Errorf("%w: the token is not bound to a pod: mount a projected service-account token (the injected sidecar does)", controlplane.ErrUnauthenticated)
+	}
+	who := podRef{namespace: ns, name: name, serviceAccount: sa, uid: types.UID(uid)}
+	a.mu.Lock()
+	if len(a.cache) > 100_000 {
+		clear(a.cache) // a crude bound; entries are cheap to get again
+	}
+	expires := now.Add(a.opts.CacheTTL)
+	if exp, ok := tokenExpiry(token); ok && exp.Before(expires) {
+		expires = exp // never trust a token past its own expiry
+	}
+	a.cache[key] = cachedReview{who: who, expires: expires}
+	a.mu.Unlock()
+	return who, nil
+}
+
+// tokenExpiry reads the exp claim of a JWT whose signature the API server
+// has just verified.
+func tokenExpiry(token string) (time.Time, bool) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return time.Time{}, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims struct {
+		Exp int64 `json:"exp"`
+	}
+	if json.Unmarshal(payload, &claims) != nil || claims.Exp == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(claims.Exp, 0), true
+}
+
+func serviceAccount(username string) (ns, name string, ok bool) {
+	rest, ok := strings.CutPrefix(username, "system:serviceaccount:")
+	if !ok {
+		return "", "", false
+	}
+	ns, name, ok = strings.Cut(rest, ":")
+	return ns, name, ok && ns != "" && name != ""
+}
+
+func first(v authenticationv1.ExtraValue) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
+}

@@ -1,0 +1,271 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"ddi.dev/ddi/internal/httpapi"
+	"ddi.dev/ddi/internal/inject"
+)
+
+// Path is where the handler is served; deploy/webhook names it.
+const Path = "/inject-pod"
+
+// maxReviewBytes bounds an AdmissionReview body; the API server's own limit
+// on an object is 3 MiB, and a review carries at most two objects.
+const maxReviewBytes = 7 << 20
+
+// Event reasons the webhook records.
+const (
+	ReasonSkipped = "InjectionSkipped"
+	ReasonFailed  = "InjectionFailed"
+)
+
+// EventRecorder records Events; client-go's events.EventRecorder (what a
+// controller-runtime manager's GetEventRecorder returns) satisfies it.
+type EventRecorder interface {
+	Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...any)
+}
+
+// NamespaceLabeler returns the labels of a namespace.
+type NamespaceLabeler interface {
+	NamespaceLabels(ctx context.Context, name string) (map[string]string, error)
+}
+
+// Options configure a Handler.
+type Options struct {
+	// Config is the injector's configuration; NativeSidecars is replaced
+	// on every request by what Native reports, when Native is set.
+	Config inject.Config
+	// Namespaces looks up namespace labels. Required.
+	Namespaces NamespaceLabeler
+	// Native reports whether the cluster supports native sidecars (see
+	// ServerVersion). Nil keeps Config.NativeSidecars.
+	Native func(ctx context.Context) bool
+	// Events records skipped pods. Nil records nothing.
+	Events EventRecorder
+	Logger *slog.Logger
+}
+
+// Handler is the Pod mutating admission webhook, an http.Handler.
+type Handler struct {
+	cfg    inject.Config
+	ns     NamespaceLabeler
+	native func(ctx context.Context) bool
+	events EventRecorder
+	log    *slog.Logger
+}
+
+// NewHandler checks opts and returns a Handler.
+func NewHandler(opts Options) (*Handler, error) {
+	if opts.Namespaces == nil {
+		return nil, fmt.Errorf("webhook: Options.Namespaces is required")
+	}
+	if err := opts.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
+	h := &Handler{cfg: opts.Config, ns: opts.Namespaces, native: opts.Native, events: opts.Events, log: opts.Logger}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	return h, nil
+}
+
+// skip is an Event to record once the response is out.
+type skip struct {
+	regarding runtime.Object
+	eventType string
+	reason    string
+	note      string
+}
+
+// ServeHTTP answers one AdmissionReview. A body that is not a v1
+// AdmissionReview with a request gets HTTP 400 and a problem document that
+// says what is wrong; everything else gets HTTP 200 and an AdmissionReview
+// response, as the API server expects.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusMethodNotAllowed, "method-not-allowed", "POST an admission.k8s.io/v1 AdmissionReview to "+Path))
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusUnsupportedMediaType, "unsupported-media-type",
+				fmt.Sprintf("Content-Type %q is not application/json: the webhook reads JSON AdmissionReviews only", ct)))
+			return
+		}
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxReviewBytes+1))
+	if err != nil {
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadRequest, "unreadable-body", "reading the request body failed: "+err.Error()))
+		return
+	}
+	if len(body) > maxReviewBytes {
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusRequestEntityTooLarge, "too-large", fmt.Sprintf("the AdmissionReview is larger than %d bytes", maxReviewBytes)))
+		return
+	}
+	review, prob := decodeReview(body)
+	if prob != nil {
+		httpapi.WriteProblem(w, prob)
+		return
+	}
+	start := time.Now()
+	resp, sk := h.review(r.Context(), review.Request)
+	resp.UID = review.Request.UID
+	out := admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: &resp.AdmissionResponse}
+	// Complete fills a missing Result and serialises the patch.
+	if err := resp.Complete(admission.Request{AdmissionRequest: *review.Request}); err != nil {
+		resp = admission.Errored(http.StatusInternalServerError, err)
+		resp.UID = review.Request.UID
+		out.Response = &resp.AdmissionResponse
+	}
+	httpapi.WriteJSON(w, http.StatusOK, out)
+	h.log.Debug("admission reviewed", "uid", review.Request.UID, "namespace", review.Request.Namespace,
+		"allowed", resp.Allowed, "patches", len(resp.Patches), "took", time.Since(start))
+	dryRun := review.Request.DryRun != nil && *review.Request.DryRun
+	if sk != nil && h.events != nil && !dryRun {
+		// client-go's recorder queues the Event and writes it from its own
+		// goroutine; the API server already has its answer.
+		h.events.Eventf(sk.regarding, nil, sk.eventType, sk.reason, "Inject", "%s", sk.note)
+	}
+}
+
+// decodeReview parses an admission.k8s.io/v1 AdmissionReview request.
+func decodeReview(body []byte) (*admissionv1.AdmissionReview, *httpapi.Problem) {
+	bad := func(detail string) *httpapi.Problem {
+		return httpapi.NewProblem(http.StatusBadRequest, "malformed-admission-review", detail)
+	}
+	if len(body) == 0 {
+		return nil, bad("the request body is empty: POST an admission.k8s.io/v1 AdmissionReview")
+	}
+	var review admissionv1.AdmissionReview
+	if err := json.Unmarshal(body, &review); err != nil {
+		return nil, bad("the body is not a JSON AdmissionReview: " + err.Error())
+	}
+	if review.APIVersion != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
+		return nil, bad(fmt.Sprintf("apiVersion %q, kind %q: want apiVersion admission.k8s.io/v1, kind AdmissionReview (the webhook configuration lists only v1 in admissionReviewVersions)",
+			review.APIVersion, review.Kind))
+	}
+	if review.Request == nil {
+		return nil, bad("the AdmissionReview has no request")
+	}
+	if review.Request.UID == "" {
+		return nil, bad("request.uid is empty")
+	}
+	return &review, nil
+}
+
+var podResource = metav1.GroupVersionResource{Version: "v1", Resource: "pods"}
+
+// review decides one request. It performs no writes.
+func (h *Handler) review(ctx context.Context, req *admissionv1.AdmissionRequest) (admission.Response, *skip) {
+	if req.Resource != podResource || req.SubResource != "" || req.Operation != admissionv1.Create {
+		return admission.Allowed("ddi injects pods on create only"), nil
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("request.object is not a Pod: %w", err)), nil
+	}
+	ns := req.Namespace
+	if ns == "" {
+		ns = pod.Namespace
+	}
+	nsLabels, err := h.ns.NamespaceLabels(ctx, ns)
+	if err != nil {
+		h.log.Error("namespace lookup failed", "namespace", ns, "err", err)
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("ddi webhook: read labels of namespace %s: %w", ns, err)), nil
+	}
+	ok, why := inject.Decide(nsLabels, &pod)
+	if !ok {
+		if asked(nsLabels, &pod) && !injected(&pod) {
+			return admission.Allowed(why), skipEvent(ns, &pod, corev1.EventTypeNormal, ReasonSkipped, "ddi sidecar not injected: "+why)
+		}
+		return admission.Allowed(why), nil
+	}
+	cfg := h.cfg
+	if h.native != nil {
+		cfg.NativeSidecars = h.native(ctx)
+	}
+	mutated := pod.DeepCopy()
+	if _, err := inject.Pod(mutated, cfg); err != nil {
+		// A pod that asked for the sidecar and cannot have it does not
+		// start without it: the message says what to fix.
+		resp := admission.Denied("ddi sidecar injection failed: " + err.Error())
+		return resp, skipEvent(ns, &pod, corev1.EventTypeWarning, ReasonFailed, "ddi sidecar injection failed: "+err.Error())
+	}
+	raw, err := json.Marshal(mutated)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encode injected pod: %w", err)), nil
+	}
+	return admission.PatchResponseFromRaw(req.Object.Raw, raw), nil
+}
+
+// asked reports whether the pod or its namespace expressed any wish about
+// injection. Only such pods get an Event when they are skipped; a pod in a
+// namespace that never heard of ddi gets none.
+func asked(nsLabels map[string]string, pod *corev1.Pod) bool {
+	if _, ok := nsLabels[inject.KeyInject]; ok {
+		return true
+	}
+	if _, ok := pod.Labels[inject.KeyInject]; ok {
+		return true
+	}
+	if _, ok := pod.Annotations[inject.KeyInject]; ok {
+		return true
+	}
+	_, ok := pod.Annotations[inject.AnnotationDependencies]
+	return ok
+}
+
+// injected reports whether the pod already carries the sidecar, as on a
+// reinvocation after another webhook changed it.
+func injected(pod *corev1.Pod) bool {
+	if _, ok := pod.Annotations[inject.AnnotationInjectedVersion]; ok {
+		return true
+	}
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			if cs[i].Name == inject.SidecarName {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// skipEvent returns the Event for a skipped pod. A pod being created
+// usually has no name yet (generateName) and never a UID, so the Event
+// regards the pod's controller (the ReplicaSet, Job, Knative Revision...)
+// when it has one, the named pod otherwise, and is not recorded at all when
+// there is neither.
+func skipEvent(ns string, pod *corev1.Pod, eventType, reason, note string) *skip {
+	var regarding *metav1.PartialObjectMetadata
+	if ref := metav1.GetControllerOf(pod); ref != nil {
+		regarding = &metav1.PartialObjectMetadata{
+			TypeMeta:   metav1.TypeMeta{APIVersion: ref.APIVersion, Kind: ref.Kind},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ref.Name, UID: ref.UID},
+		}
+	} else if pod.Name != "" {
+		regarding = &metav1.PartialObjectMetadata{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pod.Name},
+		}
+	}
+	if regarding == nil {
+		return nil
+	}
+	return &skip{regarding: regarding, eventType: eventType, reason: reason, note: note}
+}

@@ -1,0 +1,264 @@
+package webhook_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"ddi.dev/ddi/internal/controller"
+	"ddi.dev/ddi/internal/inject"
+	"ddi.dev/ddi/internal/kubetest"
+)
+
+func namespace(t *testing.T, cp *kubetest.ControlPlane, name string, labels map[string]string) {
+	t.Helper()
+	cp.Namespace(t, name, labels)
+}
+
+func newPod(ns, name string, labels, annotations map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, Annotations: annotations},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "fn", Image: "example.com/fn:1", Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
+		}}},
+	}
+}
+
+// sidecarOf returns the injected sidecar and whether it is native.
+func sidecarOf(pod *corev1.Pod) (c *corev1.Container, native bool) {
+	for i := range pod.Spec.InitContainers {
+		if pod.Spec.InitContainers[i].Name == inject.SidecarName {
+			return &pod.Spec.InitContainers[i], true
+		}
+	}
+	for i := range pod.Spec.Containers {
+		if pod.Spec.Containers[i].Name == inject.SidecarName {
+			return &pod.Spec.Containers[i], false
+		}
+	}
+	return nil, false
+}
+
+func TestWebhookThroughAPIServer(t *testing.T) {
+	cp := kubetest.RunControlPlane(t, kubetest.Options{SkipCRDs: true})
+	ctx := t.Context()
+	namespace(t, cp, "fn", map[string]string{inject.KeyInject: inject.NamespaceEnabled})
+	namespace(t, cp, "plain", nil)
+	namespace(t, cp, "off", map[string]string{inject.KeyInject: inject.NamespaceDisabled})
+
+	t.Run("injected", func(t *testing.T) {
+		got, err := cp.Clientset.CoreV1().Pods("fn").Create(ctx, newPod("fn", "a", nil, map[string]string{
+			inject.AnnotationDependencies: "db=postgresql@^15",
+		}), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("create pod: %v", err)
+		}
+		c, native := sidecarOf(got)
+		if c == nil {
+			t.Fatalf("pod came back without %s: init %v, containers %v", inject.SidecarName, names(got.Spec.InitContainers), names(got.Spec.Containers))
+		}
+		// The API server is 1.37: native sidecars, found through discovery.
+		if !native || c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+			t.Errorf("sidecar native = %v, restartPolicy %v; want an init container with restartPolicy Always", native, c.RestartPolicy)
+		}
+		if got.Annotations[inject.AnnotationInjectedVersion] == "" {
+			t.Errorf("annotation %s missing", inject.AnnotationInjectedVersion)
+		}
+		if len(got.Spec.Containers) != 1 || got.Spec.Containers[0].Name != "fn" {
+			t.Errorf("containers = %v, want just fn", names(got.Spec.Containers))
+		}
+	})
+
+	t.Run("pod opt-in in a plain namespace", func(t *testing.T) {
+		got, err := cp.Clientset.CoreV1().Pods("plain").Create(ctx, newPod("plain", "b", map[string]string{inject.KeyInject: "true"}, nil), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("create pod: %v", err)
+		}
+		if c, _ := sidecarOf(got); c == nil {
+			t.Error("a pod labelled ddi.dev/inject=true was not injected")
+		}
+	})
+
+	notInjected := []struct {
+		name string
+		pod  *corev1.Pod
+	}{
+		{"plain namespace, no opt-in", newPod("plain", "c", nil, nil)},
+		{"pod label opt-out (objectSelector)", newPod("fn", "d", map[string]string{inject.KeyInject: "false"}, nil)},
+		{"pod annotation opt-out", newPod("fn", "e", nil, map[string]string{inject.KeyInject: "false"})},
+		{"namespace disabled (namespaceSelector)", newPod("off", "f", map[string]string{inject.KeyInject: "true"}, nil)},
+		{"kube-system excluded", newPod("kube-system", "g", map[string]string{inject.KeyInject: "true"}, nil)},
+		{"ddi-system excluded", newPod(kubetest.SystemNamespace, "h", map[string]string{inject.KeyInject: "true"}, nil)},
+	}
+	for _, tc := range notInjected {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := cp.Clientset.CoreV1().Pods(tc.pod.Namespace).Create(ctx, tc.pod, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatalf("create pod: %v", err)
+			}
+			if c, _ := sidecarOf(got); c != nil || len(got.Annotations[inject.AnnotationInjectedVersion]) > 0 {
+				t.Errorf("pod %s/%s was injected; want it untouched", got.Namespace, got.Name)
+			}
+		})
+	}
+
+	t.Run("dry run is injected and records nothing", func(t *testing.T) {
+		pod := newPod("fn", "dry", nil, nil)
+		got, err := cp.Clientset.CoreV1().Pods("fn").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			t.Fatalf("dry-run create: %v", err)
+		}
+		if c, _ := sidecarOf(got); c == nil {
+			t.Error("dry-run pod not injected")
+		}
+		if _, err := cp.Clientset.CoreV1().Pods("fn").Get(ctx, "dry", metav1.GetOptions{}); err == nil {
+			t.Error("dry-run pod exists")
+		}
+	})
+
+	t.Run("skip recorded as an Event, not for dry runs", func(t *testing.T) {
+		// Opted out by annotation: the webhook sees it and says why.
+		for _, dry := range []bool{true, false} {
+			opts := metav1.CreateOptions{}
+			name := "skipped"
+			if dry {
+				opts.DryRun = []string{metav1.DryRunAll}
+				name = "skipped-dry"
+			}
+			if _, err := cp.Clientset.CoreV1().Pods("fn").Create(ctx, newPod("fn", name, nil, map[string]string{inject.KeyInject: "false"}), opts); err != nil {
+				t.Fatalf("create pod: %v", err)
+			}
+		}
+		ev := waitEvent(t, cp, "fn", "skipped")
+		if ev.Reason != "InjectionSkipped" || !strings.Contains(ev.Note, "opted out") {
+			t.Errorf("event = %s %q, want InjectionSkipped saying opted out", ev.Reason, ev.Note)
+		}
+		time.Sleep(time.Second) // the recorder is asynchronous; give a wrong Event time to appear
+		var list eventsv1.EventList
+		if err := cp.Client.List(ctx, &list, client.InNamespace("fn")); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Name == "skipped-dry" {
+				t.Errorf("a dry-run request recorded Event %s %q", e.Reason, e.Note)
+			}
+		}
+	})
+
+	t.Run("malformed AdmissionReview gets 400", func(t *testing.T) {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(cp.Env.WebhookInstallOptions.LocalServingCAData)
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		for _, tc := range []struct {
+			name, body, want string
+		}{
+			{"not JSON", "{nope", "not a JSON AdmissionReview"},
+			{"wrong kind", `{"apiVersion":"v1","kind":"Pod"}`, "want apiVersion admission.k8s.io/v1, kind AdmissionReview"},
+			{"no request", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, "has no request"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				resp, err := hc.Post(cp.WebhookURL, "application/json", strings.NewReader(tc.body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(b, []byte(tc.want)) {
+					t.Errorf("POST %s = %d %s, want 400 saying %q", tc.body, resp.StatusCode, b, tc.want)
+				}
+			})
+		}
+	})
+}
+
+func waitEvent(t *testing.T, cp *kubetest.ControlPlane, ns, regarding string) eventsv1.Event {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		var list eventsv1.EventList
+		if err := cp.Client.List(t.Context(), &list, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Name == regarding {
+				return e
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("no Event regarding %s/%s within 20s", ns, regarding)
+	return eventsv1.Event{}
+}
+
+func names(cs []corev1.Container) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.Name
+	}
+	return out
+}
+
+// TestSelfManagedCertificate runs the webhook as in a real installation:
+// the controller generates its CA and serving certificate into a Secret and
+// writes the CA into the webhook configuration's caBundle; the API server
+// then calls it over TLS.
+func TestSelfManagedCertificate(t *testing.T) {
+	cp := kubetest.RunControlPlane(t, kubetest.Options{SelfManagedCerts: true, SkipCRDs: true})
+	ctx := t.Context()
+	// RunControlPlane already proved the API server reaches the webhook;
+	// check that it is our CA it trusts.
+	var sec corev1.Secret
+	if err := cp.Client.Get(ctx, client.ObjectKey{Namespace: kubetest.SystemNamespace, Name: controller.DefaultCertSecretName}, &sec); err != nil {
+		t.Fatalf("certificate secret: %v", err)
+	}
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if err := cp.Client.Get(ctx, client.ObjectKey{Name: controller.DefaultWebhookConfigName}, &mwc); err != nil {
+		t.Fatal(err)
+	}
+	if got := mwc.Webhooks[0].ClientConfig.CABundle; !bytes.Equal(got, sec.Data["ca.crt"]) {
+		t.Errorf("caBundle is not the CA in the Secret (%d vs %d bytes)", len(got), len(sec.Data["ca.crt"]))
+	}
+
+	// Someone resets the caBundle (a kubectl apply of deploy/): the
+	// reconciler puts it back.
+	patch := []byte(`[{"op":"replace","path":"/webhooks/0/clientConfig/caBundle","value":"` + "" + `"}]`)
+	if err := cp.Client.Patch(ctx, &mwc, client.RawPatch("application/json-patch+json", patch)); err != nil {
+		t.Fatalf("reset caBundle: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if err := cp.Client.Get(ctx, client.ObjectKey{Name: controller.DefaultWebhookConfigName}, &mwc); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(mwc.Webhooks[0].ClientConfig.CABundle, sec.Data["ca.crt"]) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("caBundle was not restored within 20s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	namespace(t, cp, "fn", map[string]string{inject.KeyInject: inject.NamespaceEnabled})
+	got, err := cp.Clientset.CoreV1().Pods("fn").Create(ctx, newPod("fn", "a", nil, nil), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create pod: %v", err)
+	}
+	if c, _ := sidecarOf(got); c == nil {
+		t.Error("pod not injected through the self-managed certificate")
+	}
+	_ = json.Valid
+	_ = context.Background
+}
