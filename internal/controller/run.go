@@ -315,4 +315,3 @@ func requireToken(auth *podauth.Authenticator, next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
-

@@ -121,7 +121,7 @@ func RunControlPlane(t testing.TB, opts Options) *ControlPlane {
 	}
 	root := RepoRoot()
 	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
+		BinaryAssetsDirectory:   assets,
 		ControlPlaneStopTimeout: 30 * time.Second,
 	}
 	if crds := filepath.Join(root, "deploy", "crd"); !opts.SkipCRDs && dirHasYAML(crds) {
