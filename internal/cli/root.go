@@ -59,7 +59,10 @@ the DDI_CONTROL_PLANE environment variable, then ` + DefaultControlPlane + `.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.controlPlane, "control-plane", "", "control plane URL (default $DDI_CONTROL_PLANE, else "+DefaultControlPlane+")")
-	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error ($DDI_LOG_LEVEL)")
+	root.PersistentPreRun = func(cmd *cobra.Command, args []string) {
+		envDefault(cmd.Root().PersistentFlags(), "log-level", "DDI_LOG_LEVEL")
+	}
 	root.AddCommand(
 		newDevCmd(g),
 		newProviderCmd(g),
@@ -69,6 +72,8 @@ the DDI_CONTROL_PLANE environment variable, then ` + DefaultControlPlane + `.`,
 		newRunCmd(g),
 		newDemoCmd(g),
 		newVersionCmd(g),
+		newProbeCmd(g),
+		newInjectCmd(g),
 	)
 	return root
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"ddi.dev/ddi/internal/registry"
 	"ddi.dev/ddi/internal/sidecar"
@@ -36,13 +37,15 @@ help; flags win over the environment.`,
 			if err != nil {
 				return err
 			}
-			envDefault(cmd, "listen", "DDI_SIDECAR_LISTEN")
-			envDefault(cmd, "name", "DDI_NAME")
-			envDefault(cmd, "namespace", "DDI_NAMESPACE")
-			envDefault(cmd, "service-account", "DDI_SERVICE_ACCOUNT")
-			envDefault(cmd, "binding-root", "SERVICE_BINDING_ROOT")
-			envDefault(cmd, "token-file", "DDI_TOKEN_FILE")
-			envDefault(cmd, "dependencies", "DDI_DEPENDENCIES")
+			envDefault(cmd.Flags(), "listen", "DDI_SIDECAR_LISTEN")
+			envDefault(cmd.Flags(), "name", "DDI_NAME")
+			envDefault(cmd.Flags(), "name", "DDI_POD_NAME")
+			envDefault(cmd.Flags(), "namespace", "DDI_NAMESPACE")
+			envDefault(cmd.Flags(), "namespace", "DDI_POD_NAMESPACE")
+			envDefault(cmd.Flags(), "service-account", "DDI_SERVICE_ACCOUNT")
+			envDefault(cmd.Flags(), "binding-root", "SERVICE_BINDING_ROOT")
+			envDefault(cmd.Flags(), "token-file", "DDI_TOKEN_FILE")
+			envDefault(cmd.Flags(), "dependencies", "DDI_DEPENDENCIES")
 			parsed, err := parseDepFlags(deps)
 			if err != nil {
 				return err
@@ -72,8 +75,8 @@ help; flags win over the environment.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", sidecar.DefaultListen, "loopback address of the sidecar API ($DDI_SIDECAR_LISTEN)")
-	f.StringVar(&cfg.Consumer.Name, "name", "", "function (consumer) name ($DDI_NAME)")
-	f.StringVar(&cfg.Consumer.Namespace, "namespace", registry.DefaultNamespace, "namespace of the function ($DDI_NAMESPACE)")
+	f.StringVar(&cfg.Consumer.Name, "name", "", "function (consumer) name ($DDI_NAME, else $DDI_POD_NAME; on Kubernetes the control plane derives it from the pod)")
+	f.StringVar(&cfg.Consumer.Namespace, "namespace", registry.DefaultNamespace, "namespace of the function ($DDI_NAMESPACE, else $DDI_POD_NAMESPACE)")
 	f.StringVar(&cfg.Consumer.ServiceAccount, "service-account", "", "service account of the function ($DDI_SERVICE_ACCOUNT)")
 	f.StringArrayVar(&labels, "label", nil, "label KEY=VALUE of the function; repeatable")
 	f.StringArrayVar(&deps, "dep", nil, "dependency ALIAS=SELECTOR; repeatable")
@@ -87,11 +90,11 @@ help; flags win over the environment.`,
 
 // envDefault sets flag name from environment variable env when the flag
 // was not given on the command line.
-func envDefault(cmd *cobra.Command, name, env string) {
-	if cmd.Flags().Changed(name) {
+func envDefault(flags *pflag.FlagSet, name, env string) {
+	if flags.Changed(name) {
 		return
 	}
 	if v, ok := os.LookupEnv(env); ok && strings.TrimSpace(v) != "" {
-		_ = cmd.Flags().Set(name, v)
+		_ = flags.Set(name, v)
 	}
 }
