@@ -228,24 +228,11 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// SidecarStatus describes one connected sidecar.
-type SidecarStatus struct {
-	ID           string            `json:"id"`
-	Consumer     registry.Consumer `json:"consumer"`
-	Dependencies []string          `json:"dependencies"`
-	SentVersion  int64             `json:"sentVersion"`
-	AckedVersion int64             `json:"ackedVersion"`
-	AckedHash    string            `json:"ackedHash,omitempty"`
-	AckError     string            `json:"ackError,omitempty"`
-	ConnectedAt  time.Time         `json:"connectedAt"`
-	Remote       string            `json:"remote"`
-}
-
 // Sidecars lists connected sidecars, sorted by ID.
-func (s *Server) Sidecars() []SidecarStatus {
+func (s *Server) Sidecars() []protocol.SidecarStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]SidecarStatus, 0, len(s.sessions))
+	out := make([]protocol.SidecarStatus, 0, len(s.sessions))
 	for _, sess := range s.sessions {
 		deps := make([]string, len(sess.id.Dependencies))
 		for i, d := range sess.id.Dependencies {
@@ -253,7 +240,7 @@ func (s *Server) Sidecars() []SidecarStatus {
 		}
 		c := sess.id.Consumer
 		c.Labels = maps.Clone(c.Labels)
-		out = append(out, SidecarStatus{ID: sess.sidecarID, Consumer: c, Dependencies: deps, SentVersion: sess.sentVersion,
+		out = append(out, protocol.SidecarStatus{ID: sess.sidecarID, Consumer: c, Dependencies: deps, SentVersion: sess.sentVersion,
 			AckedVersion: sess.ackedVersion, AckedHash: sess.ackedHash, AckError: sess.ackError, ConnectedAt: sess.connectedAt, Remote: sess.remote})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

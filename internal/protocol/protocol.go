@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"slices"
+	"time"
 
 	"ddi.dev/ddi/internal/registry"
 )
@@ -104,4 +105,17 @@ func Redact(p registry.Provider) ProviderView {
 	slices.Sort(v.SecretKeys)
 	v.Secret = nil
 	return v
+}
+
+// SidecarStatus describes one connected sidecar (GET /v1/sidecars).
+type SidecarStatus struct {
+	ID           string            `json:"id"`
+	Consumer     registry.Consumer `json:"consumer"`
+	Dependencies []string          `json:"dependencies"`
+	SentVersion  int64             `json:"sentVersion"`
+	AckedVersion int64             `json:"ackedVersion"`
+	AckedHash    string            `json:"ackedHash,omitempty"`
+	AckError     string            `json:"ackError,omitempty"`
+	ConnectedAt  time.Time         `json:"connectedAt"`
+	Remote       string            `json:"remote"`
 }
