@@ -118,8 +118,16 @@ func NewConn(ctx context.Context, dep *ddi.Dependency) (*nats.Conn, error) {
 			return cur.Value("token")
 		}))
 	}
-	// The URL only names the dependency; the dialer picks the address.
-	nc, err := nats.Connect("nats://ddi-"+dep.Alias+":4222", opts...)
+	// The server list is only nats.go's bookkeeping: the dialer picks the
+	// address at every (re)connect. Use the binding's URL when there is
+	// one, else a literal IP: nats.go resolves host names in its list
+	// before dialling, which must not stall on a name that does not exist.
+	// Read the live server with ConnectedAddr, not ConnectedUrl.
+	seed := "nats://127.0.0.1:4222"
+	if b, err := dep.Binding(ctx); err == nil && b.Endpoint() != "" {
+		seed = b.Endpoint()
+	}
+	nc, err := nats.Connect(seed, opts...)
 	if err != nil {
 		b, berr := dep.Binding(ctx)
 		if berr != nil {

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	ddi "ddi.dev/ddi/sdk"
 )
@@ -167,12 +168,21 @@ func (c *boundConn) SyscallConn() (syscall.RawConn, error) {
 // Unless the dependency is lazy, it pings the server first.
 func NewClient(ctx context.Context, dep *ddi.Dependency) (*redis.Client, error) {
 	bd := &binder{dep: dep, dialer: net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}}
+	// Addr is informational (the Dialer picks the address at every dial);
+	// it must not be a name to resolve: go-redis looks Addr up.
+	addr := "127.0.0.1:6379"
+	if b, err := dep.Binding(ctx); err == nil && b.Addr() != "" {
+		addr = b.Addr()
+	}
 	client := redis.NewClient(&redis.Options{
-		Addr:                       "ddi-" + dep.Alias, // informational: the Dialer picks the address
+		Addr:                       addr,
 		Dialer:                     bd.dial,
 		CredentialsProviderContext: bd.credentials,
 		OnConnect:                  bd.onConnect,
 		DialTimeout:                5 * time.Second,
+		// Moves are ddi's job: no Redis Enterprise maintenance
+		// notifications (they would hand out addresses past the Dialer).
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
 	dep.OnChange(func(ddi.Binding) { go sweep(client) })
 	if dep.Lazy() {
