@@ -24,6 +24,11 @@ const (
 	// LabelSecretOf is set on Secrets the store creates for inline secret
 	// material; its value is the Provider's name.
 	LabelSecretOf = "ddi.dev/secret-of"
+	// AnnotationWritten is the time of the registry's last write of a
+	// Provider (RFC 3339 with nanoseconds). The registry gives every write
+	// a new revision, and the API server skips updates that change
+	// nothing, so the store changes this on every write.
+	AnnotationWritten = "ddi.dev/written"
 )
 
 // Condition types and reasons of Provider and DependencySet status.
@@ -261,7 +266,7 @@ type SecretReference struct {
 	// Service Binding directory, so keys cannot hold '/' or "..".
 	//
 	// +optional
-	// +listType=set
+	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$') && !self.contains('..')",message="spec.secretRef.keys entries must be file names: letters, digits, '-', '_' and '.', without '/' or '..'"
@@ -275,7 +280,7 @@ type Scope struct {
 	// Empty: only the Provider's own namespace.
 	//
 	// +optional
-	// +listType=set
+	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=63
 	// +kubebuilder:validation:items:XValidation:rule="self == '*' || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="spec.scope.namespaces entries must be namespace names (DNS-1123 labels) or \"*\""
@@ -284,7 +289,7 @@ type Scope struct {
 	// ServiceAccounts whose pods may bind.
 	//
 	// +optional
-	// +listType=set
+	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="spec.scope.serviceAccounts entries must be service account names (DNS-1123 subdomains)"
@@ -294,7 +299,7 @@ type Scope struct {
 	// may bind.
 	//
 	// +optional
-	// +listType=set
+	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=63
 	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="spec.scope.workloads entries must be DNS-1123 labels"
