@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // TestDDIRun runs the example the way its README says, with the real ddi
@@ -124,10 +126,60 @@ func TestDDIRun(t *testing.T) {
 		return nil
 	})
 	t.Logf("payments-v2 served the function %v after it registered", time.Since(switched))
+
+	// Credential rotation through the real control plane and sidecar: the
+	// Redis password changes on the server, then in the provider's secret;
+	// every existing connection is killed, so the function's *redis.Client
+	// must dial again with what its SDK watch received.
+	rotateRedis(t, env, bin, dir, ports["redis"])
+	waitUntil(t, 10*time.Second, "a cache hit after the rotation", func() error {
+		resp, err := http.Get(fmt.Sprintf("%s/orders/%d", base, o.ID))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Cache") != "hit" {
+			return fmt.Errorf("GET /orders/%d: %s, X-Cache %q", o.ID, resp.Status, resp.Header.Get("X-Cache"))
+		}
+		return nil
+	})
+	if _, err := get(base + "/info"); err != nil {
+		t.Errorf("/info after the rotation: %v", err)
+	}
 	select {
 	case <-fnDone:
-		t.Error("the function exited during the switch")
+		t.Error("the function exited during the switches")
 	default:
+	}
+}
+
+func rotateRedis(t *testing.T, env []string, bin, dir, port string) {
+	t.Helper()
+	old, err := os.ReadFile(filepath.Join(dir, "state", "redis-secret.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldPW := strings.TrimSpace(strings.TrimPrefix(string(old), "password="))
+	const newPW = "rotated-redis-pw"
+	admin := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port, Password: oldPW})
+	defer admin.Close()
+	ctx := context.Background()
+	if err := admin.ConfigSet(ctx, "requirepass", newPW).Err(); err != nil {
+		t.Fatalf("CONFIG SET requirepass: %v", err)
+	}
+	secret := filepath.Join(dir, "redis-secret-2.env")
+	if err := os.WriteFile(secret, []byte("password="+newPW+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	add := exec.Command(bin, "provider", "add", "orders-redis", "--type", "redis", "--version", "7.0.0",
+		"--url", "redis://127.0.0.1:"+port, "--secret-file", secret)
+	add.Env = env
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("provider add orders-redis (rotation): %v\n%s", err, out)
+	}
+	time.Sleep(200 * time.Millisecond) // the snapshot reaches the sidecar and the SDK
+	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err(); err != nil {
+		t.Fatalf("CLIENT KILL: %v", err)
 	}
 }
 
