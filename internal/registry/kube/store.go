@@ -523,10 +523,24 @@ func mapError(err error) error {
 	case apierrors.IsInvalid(err) && errors.As(err, &status):
 		if d := status.Status().Details; d != nil && len(d.Causes) > 0 {
 			c := d.Causes[0]
-			return &registry.FieldError{Field: c.Field, Reason: "is refused by the API server: " + c.Message}
+			return &registry.FieldError{Field: c.Field, Reason: "is refused by the API server: " + withoutValue(c.Message)}
 		}
 	}
 	return err
+}
+
+// withoutValue drops the value the API server quotes in a cause
+// ("Invalid value: \"postgres://user:pass@db\": url must not ..."): it may
+// hold credentials, and the field is named anyway.
+func withoutValue(msg string) string {
+	rest, ok := strings.CutPrefix(msg, "Invalid value: ")
+	if !ok {
+		return msg
+	}
+	if q, err := strconv.QuotedPrefix(rest); err == nil {
+		rest = strings.TrimPrefix(rest[len(q):], ": ")
+	}
+	return rest
 }
 
 func apiMessage(err error) string {
