@@ -35,9 +35,14 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 (cd sdk && go vet ./...)
+go -C examples/orders vet ./...
 
 log "main module tests"
 go test -count=1 -timeout 30m ./...
 log "SDK module tests"
 (cd sdk && go test -count=1 -timeout 20m ./...)
+log "examples (against the real ddi binary)"
+mkdir -p "$DDI_CACHE/bin"
+go build -o "$DDI_CACHE/bin/ddi" ./cmd/ddi
+DDI_BIN="$DDI_CACHE/bin/ddi" go -C examples/orders test -count=1 -timeout 10m ./...
 log "all tests passed"
