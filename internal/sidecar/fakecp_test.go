@@ -39,7 +39,7 @@ type fakeCP struct {
 	rev       int64
 }
 
-func newFakeCP(t *testing.T) *fakeCP {
+func newFakeCP(t testing.TB) *fakeCP {
 	t.Helper()
 	f := &fakeCP{
 		hellos:    make(chan protocol.Hello, 16),
@@ -189,7 +189,7 @@ func (f *fakeCP) renewProvider(w http.ResponseWriter, r *http.Request) {
 }
 
 // nextHello waits for the next stream connection.
-func (f *fakeCP) nextHello(t *testing.T) protocol.Hello {
+func (f *fakeCP) nextHello(t testing.TB) protocol.Hello {
 	t.Helper()
 	select {
 	case h := <-f.hellos:
@@ -201,7 +201,7 @@ func (f *fakeCP) nextHello(t *testing.T) protocol.Hello {
 }
 
 // nextAck waits for the next ack.
-func (f *fakeCP) nextAck(t *testing.T) protocol.Ack {
+func (f *fakeCP) nextAck(t testing.TB) protocol.Ack {
 	t.Helper()
 	select {
 	case a := <-f.acks:
@@ -213,7 +213,7 @@ func (f *fakeCP) nextAck(t *testing.T) protocol.Ack {
 }
 
 // push sends a snapshot and waits for its ack.
-func (f *fakeCP) push(t *testing.T, version int64, bindings []registry.Binding, unresolved []registry.Unresolved) protocol.Ack {
+func (f *fakeCP) push(t testing.TB, version int64, bindings []registry.Binding, unresolved []registry.Unresolved) protocol.Ack {
 	t.Helper()
 	f.msgs <- protocol.Message{Type: protocol.TypeSnapshot, Version: version, Hash: protocol.Hash(bindings, unresolved),
 		Bindings: bindings, Unresolved: unresolved}
@@ -271,7 +271,7 @@ func mustDep(s string) registry.Dependency {
 }
 
 // startSidecar runs a sidecar with cfg until the test ends.
-func startSidecar(t *testing.T, cfg Config) *testSidecar {
+func startSidecar(t testing.TB, cfg Config) *testSidecar {
 	t.Helper()
 	logs := &syncBuffer{}
 	s, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
@@ -304,7 +304,7 @@ func startSidecar(t *testing.T, cfg Config) *testSidecar {
 }
 
 // startConnected starts a sidecar and delivers a first snapshot.
-func startConnected(t *testing.T, f *fakeCP, cfg Config, bindings []registry.Binding, unresolved []registry.Unresolved) *testSidecar {
+func startConnected(t testing.TB, f *fakeCP, cfg Config, bindings []registry.Binding, unresolved []registry.Unresolved) *testSidecar {
 	t.Helper()
 	ts := startSidecar(t, cfg)
 	f.nextHello(t)

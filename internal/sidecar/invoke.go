@@ -9,9 +9,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
+	"strings"
 	"time"
 
 	"ddi.dev/ddi/internal/httpapi"
+	"ddi.dev/ddi/internal/registry"
 )
 
 // invokePrefix is the path prefix of the invoke route.
@@ -91,12 +94,12 @@ func (inv *invocation) Value(key any) any {
 }
 
 func (s *Sidecar) handleInvoke(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
+	name, path, rawPath := splitInvokePath(r.URL)
 	snap := s.cache.load()
 	e := snap.bindings[name]
 	if e == nil {
-		if err := validateInvokeName(name); err != nil {
-			httpapi.WriteProblem(w, err)
+		if err := registry.ValidateName("name", name); err != nil {
+			httpapi.WriteProblem(w, httpapi.ValidationProblem(err))
 			return
 		}
 		httpapi.WriteProblem(w, s.missingProblem(snap, name))
@@ -122,8 +125,7 @@ func (s *Sidecar) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	}
 	counters := s.metrics.invokeCounters(name)
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
-	inv := &invocation{Context: ctx, dependency: name, pool: pl}
-	inv.path, inv.rawPath = restPath(r, name)
+	inv := &invocation{Context: ctx, dependency: name, pool: pl, path: path, rawPath: rawPath}
 	defer func() {
 		cancel()
 		if inv.result == "" {
@@ -143,28 +145,21 @@ func (s *Sidecar) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	s.proxy.rp.ServeHTTP(w, r.WithContext(inv))
 }
 
-func validateInvokeName(name string) *httpapi.Problem {
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return httpapi.FieldProblem("name", fmt.Sprintf("name %q is not a DNS-1123 label: use lower-case letters, digits and '-'", name))
+// splitInvokePath splits /v1/invoke/{name}/{path...} into the name and the
+// rest, decoded and (when the request had a distinct escaped form)
+// escaped, without allocating: all are substrings of the request's paths.
+func splitInvokePath(u *url.URL) (name, path, raw string) {
+	rest := strings.TrimPrefix(u.Path, invokePrefix)
+	name, path = rest, ""
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		name, path = rest[:i], rest[i:]
+	}
+	if u.RawPath != "" {
+		if r, ok := strings.CutPrefix(u.RawPath, invokePrefix+name); ok && (r == "" || r[0] == '/') {
+			raw = r
 		}
 	}
-	return nil
-}
-
-// restPath returns the path after /v1/invoke/{name}, decoded and (when
-// the request had a distinct escaped form) escaped, without allocating:
-// both are suffixes of the request's own paths.
-func restPath(r *http.Request, name string) (path, raw string) {
-	n := len(invokePrefix) + len(name)
-	if len(r.URL.Path) > n {
-		path = r.URL.Path[n:]
-	}
-	if len(r.URL.RawPath) > n {
-		raw = r.URL.RawPath[n:]
-	}
-	return path, raw
+	return name, path, raw
 }
 
 // invocationOf returns the invocation a request's context carries.

@@ -111,6 +111,20 @@ func TestInvokeBalancesAndPassesThrough(t *testing.T) {
 		}
 	})
 
+	t.Run("paths", func(t *testing.T) {
+		for _, tt := range []struct{ path, want string }{
+			{path: "/v1/invoke/greeter", want: "GET /?"},
+			{path: "/v1/invoke/greeter/", want: "GET /?"},
+			{path: "/v1/invoke/gr%65eter/x", want: "GET /x?"},
+			{path: "/v1/invoke/greeter/a/b/?q=%20", want: "GET /a/b/?q=%20"},
+		} {
+			status, body, _ := do(t, "GET", ts.url+tt.path, "")
+			if _, rest, _ := strings.Cut(string(body), " "); status != 200 || rest != tt.want {
+				t.Errorf("GET %s: backend saw %d %q, want 200 %q", tt.path, status, rest, tt.want)
+			}
+		}
+	})
+
 	t.Run("escaped path stays escaped", func(t *testing.T) {
 		_, body, _ := do(t, "GET", ts.url+"/v1/invoke/greeter/a%2Fb/c", "")
 		if _, rest, _ := strings.Cut(string(body), " "); rest != "GET /a/b/c?" {
@@ -243,6 +257,8 @@ func TestInvokeErrors(t *testing.T) {
 		{name: "unresolved", path: "/v1/invoke/cache/", wantStatus: 404, wantType: "unresolved"},
 		{name: "unknown", path: "/v1/invoke/nope/x", wantStatus: 404, wantType: "unknown-dependency"},
 		{name: "bad name", path: "/v1/invoke/No_Pe/x", wantStatus: 400, wantType: "invalid-field", wantField: "name"},
+		{name: "empty name", path: "/v1/invoke/", wantStatus: 400, wantType: "invalid-field", wantField: "name"},
+		{name: "dot-dot name", path: "/v1/invoke/../x", wantStatus: 400, wantType: "invalid-field", wantField: "name"},
 		{name: "not http", path: "/v1/invoke/db/", wantStatus: 400, wantType: "not-invokable"},
 		{name: "connection refused", path: "/v1/invoke/dead/", wantStatus: 502, wantType: "bad-gateway"},
 	}
