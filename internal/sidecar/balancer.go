@@ -65,6 +65,7 @@ func (e *endpoint) failed(now time.Time) time.Duration {
 type pool struct {
 	endpoints []*endpoint
 	next      atomic.Uint32
+	counters  *invokeCounterSet // the dependency's invoke results
 }
 
 // pick returns the next endpoint in round-robin order that is available
@@ -95,8 +96,9 @@ func contains(list []*endpoint, e *endpoint) bool {
 
 // endpoints keeps one *endpoint per URL across snapshots.
 type endpoints struct {
-	mu    sync.Mutex
-	byURL map[string]*endpoint
+	mu      sync.Mutex
+	byURL   map[string]*endpoint
+	metrics *metrics
 }
 
 // poolFor returns the pool of a binding, building it on first use. Only
@@ -110,7 +112,7 @@ func (es *endpoints) poolFor(e *entry) *pool {
 	if p := e.pool.Load(); p != nil {
 		return p
 	}
-	p := &pool{}
+	p := &pool{counters: es.metrics.invokeCounters(e.binding.Name)}
 	for _, ep := range e.binding.Endpoints {
 		if !ep.Ready {
 			continue

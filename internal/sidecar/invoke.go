@@ -54,7 +54,7 @@ func newProxy(timeout time.Duration, m *metrics, log *slog.Logger) *proxy {
 			// The caller's Accept-Encoding passes through untouched.
 			DisableCompression: true,
 		},
-		endpoints: endpoints{byURL: map[string]*endpoint{}},
+		endpoints: endpoints{byURL: map[string]*endpoint{}, metrics: m},
 		timeout:   timeout,
 		metrics:   m,
 		log:       log,
@@ -122,9 +122,13 @@ func (s *Sidecar) handleInvoke(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		timeout = d
+	} else if isUpgrade(r.Header) {
+		timeout = 0 // a WebSocket lives as long as its peers want
 	}
-	counters := s.metrics.invokeCounters(name)
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	ctx, cancel := r.Context(), context.CancelFunc(func() {})
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+	}
 	inv := &invocation{Context: ctx, dependency: name, pool: pl, path: path, rawPath: rawPath}
 	defer func() {
 		cancel()
@@ -140,7 +144,7 @@ func (s *Sidecar) handleInvoke(w http.ResponseWriter, r *http.Request) {
 				inv.result = resultOK
 			}
 		}
-		counters[resultIndex(inv.result)].Inc()
+		pl.counters[resultIndex(inv.result)].Inc()
 	}()
 	s.proxy.rp.ServeHTTP(w, r.WithContext(inv))
 }
@@ -179,6 +183,18 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.Out.Host = ""
 	pr.Out.Header.Del("Ddi-Timeout")
+}
+
+// isUpgrade reports whether h asks for a protocol upgrade (WebSocket).
+func isUpgrade(h http.Header) bool {
+	for _, v := range h["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func idempotent(method string) bool {

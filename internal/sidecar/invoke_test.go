@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -325,5 +326,49 @@ func TestInvokeMetrics(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+func TestInvokeUpgrade(t *testing.T) {
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "want Upgrade: echo", http.StatusBadRequest)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		_ = brw.Flush()
+		_, _ = io.Copy(conn, brw)
+	}))
+	t.Cleanup(echo.Close)
+	f := newFakeCP(t)
+	cfg := testConfig(f)
+	cfg.InvokeTimeout = 100 * time.Millisecond // must not cut the upgraded connection
+	ts := startConnected(t, f, cfg, []registry.Binding{greeterBinding(echo.URL)}, nil)
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(conn, "GET /v1/invoke/greeter/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status = %d, want 101", resp.StatusCode)
+	}
+	time.Sleep(200 * time.Millisecond) // longer than the invoke timeout
+	fmt.Fprint(conn, "ping\n")
+	line, err := br.ReadString('\n')
+	if err != nil || line != "ping\n" {
+		t.Errorf("echo over the upgraded connection = %q, %v, want \"ping\\n\"", line, err)
 	}
 }

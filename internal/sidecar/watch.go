@@ -19,6 +19,7 @@ var keepaliveInterval = 15 * time.Second
 // then one event per change. Event ids are binding revisions.
 func (s *Sidecar) handleWatch(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
