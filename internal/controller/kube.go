@@ -1,31 +1,100 @@
 package controller
 
 import (
-	"errors"
+	"context"
+	"fmt"
 	"log/slog"
+	"sort"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"ddi.dev/ddi/api/v1alpha1"
 	"ddi.dev/ddi/internal/controlplane"
 	"ddi.dev/ddi/internal/podauth"
 	"ddi.dev/ddi/internal/registry"
+	"ddi.dev/ddi/internal/registry/kube"
 )
 
 // addAPIToScheme registers ddi's custom resources.
-// TODO(kube): api/v1alpha1 is being written; register it here.
-func addAPIToScheme(*runtime.Scheme) error { return nil }
+func addAPIToScheme(s *runtime.Scheme) error { return v1alpha1.AddToScheme(s) }
 
-// newKubeStore returns the registry store on Provider custom resources.
-// TODO(kube): wire internal/registry/kube when it lands.
-func newKubeStore(manager.Manager, *slog.Logger) (registry.Store, error) {
-	return nil, errors.New("the Kubernetes store (internal/registry/kube) is not built in yet: pass Options.Store")
+// newKubeStore opens the registry store on Provider custom resources. It
+// reads the API server directly (the store keeps its own index and watch)
+// and is closed when the manager stops.
+func newKubeStore(ctx context.Context, mgr manager.Manager, log *slog.Logger) (registry.Store, error) {
+	c, err := kube.NewClient(mgr.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	s, err := kube.New(ctx, c, kube.Options{Logger: log.With("component", "store")})
+	if err != nil {
+		return nil, fmt.Errorf("open the Provider store: %w", err)
+	}
+	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
+		<-ctx.Done()
+		return s.Close()
+	})); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
-// KubeStoreBuiltIn reports whether Run can use the custom resource store
-// when Options.Store is nil.
-func KubeStoreBuiltIn() bool { return false }
+// dependencySource returns the dependencies that DependencySets in a pod's
+// namespace declare for it, in DependencySet name order (the first one to
+// name an alias wins). A DependencySet with an invalid dependency is
+// skipped; its status says why.
+func dependencySource(c client.Reader) podauth.DependencySource {
+	return func(ctx context.Context, pod *corev1.Pod) ([]registry.Dependency, error) {
+		var list v1alpha1.DependencySetList
+		if err := c.List(ctx, &list, client.InNamespace(pod.Namespace)); err != nil {
+			return nil, fmt.Errorf("list dependency sets: %w", err)
+		}
+		sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+		var out []registry.Dependency
+		seen := map[string]bool{}
+		for i := range list.Items {
+			ds := &list.Items[i]
+			sel, err := metav1.LabelSelectorAsSelector(&ds.Spec.Selector)
+			if err != nil || !sel.Matches(labels.Set(pod.Labels)) {
+				continue
+			}
+			deps, err := kube.Dependencies(ds)
+			if err != nil {
+				continue
+			}
+			for _, d := range deps {
+				if !seen[d.Alias] {
+					seen[d.Alias] = true
+					out = append(out, d)
+				}
+			}
+		}
+		return out, nil
+	}
+}
 
-func dependencySource(manager.Manager) podauth.DependencySource { return nil }
-
-func setupReconcilers(manager.Manager, *controlplane.Server, *slog.Logger) error { return nil }
+// setupReconcilers registers the Provider and DependencySet reconcilers.
+func setupReconcilers(mgr manager.Manager, cp *controlplane.Server, log *slog.Logger) error {
+	if err := (&ProviderReconciler{
+		Client: mgr.GetClient(),
+		Events: mgr.GetEventRecorder("ddi-controller"),
+		Logger: log.With("component", "provider-reconciler"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("provider reconciler: %w", err)
+	}
+	if err := (&DependencySetReconciler{
+		Client:     mgr.GetClient(),
+		Events:     mgr.GetEventRecorder("ddi-controller"),
+		Disconnect: cp.Disconnect,
+		Logger:     log.With("component", "dependencyset-reconciler"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("dependencyset reconciler: %w", err)
+	}
+	return nil
+}

@@ -22,9 +22,11 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -94,6 +96,8 @@ func Run(ctx context.Context, o Options) error {
 		LeaderElection:          o.LeaderElection,
 		LeaderElectionID:        "ddi-controller",
 		LeaderElectionNamespace: o.Namespace,
+		// Tests and benchmarks run several controllers in one process.
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			// Only ddi's own webhook configuration is watched.
 			&admissionregistrationv1.MutatingWebhookConfiguration{}: {Field: fields.OneTermEqualSelector("metadata.name", o.WebhookConfigName)},
@@ -134,7 +138,7 @@ func Run(ctx context.Context, o Options) error {
 	// The registry and the control plane.
 	store := o.Store
 	if store == nil {
-		store, err = newKubeStore(mgr, log)
+		store, err = newKubeStore(ctx, mgr, log)
 		if err != nil {
 			return err
 		}
@@ -143,7 +147,7 @@ func Run(ctx context.Context, o Options) error {
 		TokenReviews: cs,
 		Pods:         mgr.GetAPIReader(),
 		Audience:     o.TokenAudience,
-		Dependencies: dependencySource(mgr),
+		Dependencies: dependencySource(mgr.GetClient()),
 		Providers:    store,
 		Logger:       log.With("component", "podauth"),
 	})

@@ -26,7 +26,7 @@ import (
 	"ddi.dev/ddi/internal/controller"
 	"ddi.dev/ddi/internal/inject"
 	"ddi.dev/ddi/internal/registry"
-	"ddi.dev/ddi/internal/registry/bolt"
+	"ddi.dev/ddi/internal/registry/kube"
 	"ddi.dev/ddi/internal/webhook"
 )
 
@@ -53,8 +53,7 @@ type Options struct {
 	// Inject adjusts the injector configuration.
 	Inject func(*inject.Config)
 	// Store replaces the registry store the controller uses. Default: the
-	// Kubernetes custom resource store when it is built in, else a bbolt
-	// store in a temporary directory.
+	// Kubernetes custom resource store (internal/registry/kube).
 	Store registry.Store
 	// Logger receives the controller's logs. Default: the test log at
 	// warn level (set DDI_TEST_LOG=debug for more).
@@ -243,10 +242,15 @@ func startController(t testing.TB, cp *ControlPlane, opts Options) {
 		log = testLogger(t)
 	}
 	store := opts.Store
-	if store == nil && !controller.KubeStoreBuiltIn() {
-		s, err := bolt.Open(filepath.Join(t.TempDir(), "registry.db"), bolt.Options{})
+	if store == nil {
+		// The custom resource store, opened here so that tests can read it.
+		c, err := kube.NewClient(cp.Config)
 		if err != nil {
-			t.Fatalf("kubetest: bolt store: %v", err)
+			t.Fatalf("kubetest: store client: %v", err)
+		}
+		s, err := kube.New(context.Background(), c, kube.Options{Logger: log.With("component", "store")})
+		if err != nil {
+			t.Fatalf("kubetest: open the Provider store: %v", err)
 		}
 		t.Cleanup(func() { _ = s.Close() })
 		store = s
@@ -277,9 +281,11 @@ func startController(t testing.TB, cp *ControlPlane, opts Options) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	var runErr error
+	failed := make(chan struct{})
 	go func() {
 		defer wg.Done()
 		runErr = controller.Run(ctx, co)
+		close(failed)
 	}()
 	// The controller stops before the API server (registered earlier, so
 	// cleaned up later): its webhook server must be gone before envtest
@@ -294,13 +300,13 @@ func startController(t testing.TB, cp *ControlPlane, opts Options) {
 	select {
 	case addr := <-streamAddr:
 		cp.StreamURL = "http://" + addr
+	case <-failed:
+		t.Fatalf("kubetest: the controller stopped: %v", runErr)
 	case <-time.After(60 * time.Second):
-		t.Fatalf("kubetest: the controller did not start within 60s (err %v)", runErr)
+		t.Fatal("kubetest: the controller did not start within 60s")
 	}
 	cp.WebhookURL = fmt.Sprintf("https://%s:%d%s", wo.LocalServingHost, wo.LocalServingPort, webhook.Path)
-	if store != nil {
-		cp.Store = store
-	}
+	cp.Store = store
 	waitWebhook(t, cp, opts.SelfManagedCerts)
 }
 

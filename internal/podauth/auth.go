@@ -25,6 +25,7 @@ import (
 	"ddi.dev/ddi/internal/controlplane"
 	"ddi.dev/ddi/internal/protocol"
 	"ddi.dev/ddi/internal/registry"
+	"ddi.dev/ddi/internal/registry/kube"
 )
 
 // Claims of a pod-bound service-account token, as a TokenReview reports
@@ -108,24 +109,6 @@ func New(opts Options) (*Authenticator, error) {
 	return a, nil
 }
 
-// PodOwner is the registry.Provider Owner of a registration made by a pod:
-// "Pod/<name>/<uid>". The Kubernetes store turns it into an ownerReference,
-// so the garbage collector deletes the registration with the pod.
-func PodOwner(name string, uid types.UID) string { return "Pod/" + name + "/" + string(uid) }
-
-// ParsePodOwner is the inverse of PodOwner.
-func ParsePodOwner(owner string) (name string, uid types.UID, ok bool) {
-	rest, ok := strings.CutPrefix(owner, "Pod/")
-	if !ok {
-		return "", "", false
-	}
-	name, u, ok := strings.Cut(rest, "/")
-	if !ok || name == "" || u == "" || strings.Contains(u, "/") {
-		return "", "", false
-	}
-	return name, types.UID(u), true
-}
-
 // Identify verifies the request's bearer token and returns the identity of
 // its pod. The hello's consumer and dependencies are ignored.
 func (a *Authenticator) Identify(ctx context.Context, r *http.Request, _ *protocol.Hello) (controlplane.Identity, error) {
@@ -150,7 +133,7 @@ func (a *Authenticator) identity(ctx context.Context, pod *corev1.Pod) (controlp
 			ServiceAccount: pod.Spec.ServiceAccountName,
 			Labels:         pod.Labels,
 		},
-		Owner: PodOwner(pod.Name, pod.UID),
+		Owner: kube.PodOwner(pod.Namespace, pod.Name, pod.UID),
 	}
 	seen := map[string]bool{}
 	if s := pod.Annotations[AnnotationDependencies]; s != "" {
@@ -189,7 +172,7 @@ func (a *Authenticator) AuthorizeWrite(ctx context.Context, r *http.Request, p *
 	if err != nil {
 		return err
 	}
-	owner := PodOwner(pod.Name, pod.UID)
+	owner := kube.PodOwner(pod.Namespace, pod.Name, pod.UID)
 	if p.Namespace != pod.Namespace {
 		return fmt.Errorf("%w: pod %s/%s may register providers in its own namespace %s only, not %s", controlplane.ErrForbidden, pod.Namespace, pod.Name, pod.Namespace, p.Namespace)
 	}

@@ -1,0 +1,311 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"ddi.dev/ddi/api/v1alpha1"
+	"ddi.dev/ddi/internal/webhook"
+)
+
+// serviceRefIndex indexes Providers by the core Service their serviceRef
+// names ("" for none or a Knative Service).
+const serviceRefIndex = "spec.serviceRef.service"
+
+// knativeResync is how often a Provider on a Knative Service is checked
+// again: the controller does not watch Knative's types, which may not be
+// installed.
+const knativeResync = 30 * time.Second
+
+// ProviderReconciler keeps Provider status true: for a Provider with a
+// serviceRef, the endpoints come from the Service's EndpointSlices (one per
+// ready address, so sidecars balance across pods) or from a Knative
+// Service's status.address.url; for one with spec.endpoints, status counts
+// them. The Ready condition says whether any endpoint is ready and why
+// not; observedGeneration says which spec it describes; an Event marks
+// each change of Ready.
+type ProviderReconciler struct {
+	Client client.Client
+	Events webhook.EventRecorder
+	Logger *slog.Logger
+}
+
+// SetupWithManager registers the reconciler with mgr.
+func (r *ProviderReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.Provider{}, serviceRefIndex, func(o client.Object) []string {
+		p := o.(*v1alpha1.Provider)
+		if ref := p.Spec.ServiceRef; ref != nil && isCoreService(ref) {
+			return []string{ref.Name}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	byService := func(ctx context.Context, ns, svc string) []reconcile.Request {
+		var list v1alpha1.ProviderList
+		if err := r.Client.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{serviceRefIndex: svc}); err != nil {
+			r.Logger.Error("list providers by service", "service", ns+"/"+svc, "err", err)
+			return nil
+		}
+		out := make([]reconcile.Request, len(list.Items))
+		for i, p := range list.Items {
+			out[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&p)}
+		}
+		return out
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("provider").
+		For(&v1alpha1.Provider{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			svc := o.GetLabels()[discoveryv1.LabelServiceName]
+			if svc == "" {
+				return nil
+			}
+			return byService(ctx, o.GetNamespace(), svc)
+		})).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return byService(ctx, o.GetNamespace(), o.GetName())
+		})).
+		Complete(r)
+}
+
+func isCoreService(ref *v1alpha1.ServiceReference) bool {
+	return (ref.APIVersion == "" || ref.APIVersion == "v1") && (ref.Kind == "" || ref.Kind == "Service")
+}
+
+func isKnativeService(ref *v1alpha1.ServiceReference) bool {
+	return ref.Kind == "Service" && (ref.APIVersion == "serving.knative.dev/v1" || ref.APIVersion == "serving.knative.dev/v1beta1")
+}
+
+// Reconcile brings one Provider's status up to date.
+func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var p v1alpha1.Provider
+	if err := r.Client.Get(ctx, req.NamespacedName, &p); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if !p.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, nil
+	}
+	status := p.Status.DeepCopy()
+	var (
+		eps     []v1alpha1.EndpointStatus
+		reason  string
+		message string
+		requeue time.Duration
+		err     error
+	)
+	switch ref := p.Spec.ServiceRef; {
+	case ref == nil:
+		for _, e := range p.Spec.Endpoints {
+			eps = append(eps, v1alpha1.EndpointStatus{URL: e.URL, Ready: e.Ready})
+		}
+	case isCoreService(ref):
+		eps, reason, message, err = r.serviceEndpoints(ctx, &p)
+	case isKnativeService(ref):
+		eps, reason, message, err = r.knativeEndpoints(ctx, &p)
+		requeue = knativeResync
+	default:
+		reason, message = "UnsupportedServiceRef", fmt.Sprintf("serviceRef %s %s is neither a core Service (v1) nor a Knative Service (serving.knative.dev/v1)", ref.APIVersion, ref.Kind)
+	}
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	ready := int32(0)
+	for _, e := range eps {
+		if e.Ready {
+			ready++
+		}
+	}
+	cond := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: p.Generation}
+	switch {
+	case ready > 0:
+		cond.Status, cond.Reason = metav1.ConditionTrue, v1alpha1.ReasonEndpointsReady
+		cond.Message = fmt.Sprintf("%d of %d endpoints ready", ready, len(eps))
+	case reason != "":
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, message
+	default:
+		cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha1.ReasonNoReadyEndpoints
+		cond.Message = fmt.Sprintf("none of %d endpoints is ready", len(eps))
+	}
+	if p.Spec.ServiceRef != nil {
+		status.Endpoints = eps
+	} else {
+		status.Endpoints = nil
+	}
+	status.ReadyEndpoints = ready
+	status.ObservedGeneration = p.Generation
+	before := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady)
+	meta.SetStatusCondition(&status.Conditions, cond)
+	if equality.Semantic.DeepEqual(status, &p.Status) {
+		return reconcile.Result{RequeueAfter: requeue}, nil
+	}
+	orig := p.DeepCopy()
+	p.Status = *status
+	if err := r.Client.Status().Patch(ctx, &p, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return reconcile.Result{Requeue: true}, nil
+		}
+		return reconcile.Result{}, fmt.Errorf("update status of provider %s: %w", req, err)
+	}
+	if before == nil || before.Status != cond.Status || before.Reason != cond.Reason {
+		typ := "Normal"
+		if cond.Status != metav1.ConditionTrue {
+			typ = "Warning"
+		}
+		if r.Events != nil {
+			r.Events.Eventf(&p, nil, typ, cond.Reason, "Reconcile", "%s", cond.Message)
+		}
+		r.Logger.Info("provider readiness changed", "provider", req.String(), "ready", cond.Status, "reason", cond.Reason, "endpoints", len(eps))
+	}
+	return reconcile.Result{RequeueAfter: requeue}, nil
+}
+
+// serviceEndpoints derives endpoints from a core Service's EndpointSlices.
+func (r *ProviderReconciler) serviceEndpoints(ctx context.Context, p *v1alpha1.Provider) ([]v1alpha1.EndpointStatus, string, string, error) {
+	ref := p.Spec.ServiceRef
+	var svc corev1.Service
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: ref.Name}, &svc); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, v1alpha1.ReasonServiceNotFound, fmt.Sprintf("Service %s/%s does not exist", p.Namespace, ref.Name), nil
+		}
+		return nil, "", "", err
+	}
+	sp, msg := servicePort(&svc, ref.Port)
+	if sp == nil {
+		return nil, "PortNotFound", msg, nil
+	}
+	var slices_ discoveryv1.EndpointSliceList
+	if err := r.Client.List(ctx, &slices_, client.InNamespace(p.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}); err != nil {
+		return nil, "", "", err
+	}
+	scheme := endpointScheme(p)
+	seen := map[string]bool{}
+	var eps []v1alpha1.EndpointStatus
+	for _, s := range slices_.Items {
+		port := slicePort(&s, sp)
+		if port == 0 {
+			continue
+		}
+		for _, e := range s.Endpoints {
+			ready := e.Conditions.Ready == nil || *e.Conditions.Ready
+			for _, addr := range e.Addresses {
+				u := scheme + "://" + net.JoinHostPort(addr, strconv.Itoa(int(port)))
+				if seen[u] {
+					continue
+				}
+				seen[u] = true
+				eps = append(eps, v1alpha1.EndpointStatus{URL: u, Ready: ready})
+			}
+		}
+	}
+	slices.SortFunc(eps, func(a, b v1alpha1.EndpointStatus) int {
+		switch {
+		case a.URL < b.URL:
+			return -1
+		case a.URL > b.URL:
+			return 1
+		}
+		return 0
+	})
+	if len(eps) > 64 {
+		eps = eps[:64] // the registry's limit per provider
+	}
+	return eps, "", "", nil
+}
+
+// servicePort picks the Service port a serviceRef means: by number or
+// name, or the only port.
+func servicePort(svc *corev1.Service, want *intstr.IntOrString) (*corev1.ServicePort, string) {
+	if want == nil {
+		if len(svc.Spec.Ports) == 1 {
+			return &svc.Spec.Ports[0], ""
+		}
+		return nil, fmt.Sprintf("Service %s has %d ports: name one in serviceRef.port", svc.Name, len(svc.Spec.Ports))
+	}
+	for i := range svc.Spec.Ports {
+		sp := &svc.Spec.Ports[i]
+		if (want.Type == intstr.Int && sp.Port == want.IntVal) || (want.Type == intstr.String && sp.Name == want.StrVal) {
+			return sp, ""
+		}
+	}
+	return nil, fmt.Sprintf("Service %s has no port %s", svc.Name, want.String())
+}
+
+// slicePort is the endpoint port of an EndpointSlice for a Service port:
+// slices name their ports after the Service's.
+func slicePort(s *discoveryv1.EndpointSlice, sp *corev1.ServicePort) int32 {
+	for _, p := range s.Ports {
+		if p.Port != nil && ptrString(p.Name) == sp.Name {
+			return *p.Port
+		}
+	}
+	return 0
+}
+
+func ptrString(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// endpointScheme is the URL scheme of derived endpoints: serviceRef.scheme,
+// else http for http and grpc providers, else the provider's type
+// (postgresql://, redis://...).
+func endpointScheme(p *v1alpha1.Provider) string {
+	if s := p.Spec.ServiceRef.Scheme; s != "" {
+		return s
+	}
+	switch p.Spec.Type {
+	case "http", "grpc", "generic", "":
+		return "http"
+	}
+	return p.Spec.Type
+}
+
+// knativeEndpoints reads a Knative Service's address and readiness.
+func (r *ProviderReconciler) knativeEndpoints(ctx context.Context, p *v1alpha1.Provider) ([]v1alpha1.EndpointStatus, string, string, error) {
+	ref := p.Spec.ServiceRef
+	ks := &unstructured.Unstructured{}
+	ks.SetAPIVersion(ref.APIVersion)
+	ks.SetKind("Service")
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: ref.Name}, ks); err != nil {
+		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+			return nil, v1alpha1.ReasonServiceNotFound, fmt.Sprintf("Knative Service %s/%s does not exist (or Knative Serving is not installed)", p.Namespace, ref.Name), nil
+		}
+		return nil, "", "", err
+	}
+	url, _, _ := unstructured.NestedString(ks.Object, "status", "address", "url")
+	if url == "" {
+		return nil, v1alpha1.ReasonNoReadyEndpoints, fmt.Sprintf("Knative Service %s/%s has no address yet", p.Namespace, ref.Name), nil
+	}
+	ready := false
+	conds, _, _ := unstructured.NestedSlice(ks.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == "Ready" && m["status"] == "True" {
+			ready = true
+		}
+	}
+	return []v1alpha1.EndpointStatus{{URL: url, Ready: ready}}, "", "", nil
+}
