@@ -49,7 +49,7 @@ const ns = "shop"
 func pod(name, app, deps string) *corev1.Pod {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app.kubernetes.io/name": app}},
-		Spec: corev1.PodSpec{ServiceAccountName: "fn", Containers: []corev1.Container{{Name: "fn", Image: "example.com/fn:1"}}},
+		Spec:       corev1.PodSpec{ServiceAccountName: "fn", Containers: []corev1.Container{{Name: "fn", Image: "example.com/fn:1"}}},
 	}
 	if deps != "" {
 		p.Annotations = map[string]string{inject.AnnotationDependencies: deps}
