@@ -146,9 +146,8 @@ func (s *Sidecar) missingProblem(snap *snapshot, name string) *httpapi.Problem {
 }
 
 func (s *Sidecar) notReadyProblem() *httpapi.Problem {
-	p := httpapi.NewProblem(http.StatusServiceUnavailable, "not-ready",
+	return httpapi.NewProblem(http.StatusServiceUnavailable, "not-ready",
 		"the sidecar has not received its first snapshot from the control plane yet; retry shortly (GET /readyz says why)")
-	return p
 }
 
 // pollParams reads ?revision=N&wait=D. poll is true when revision is

@@ -6,11 +6,14 @@
 // providers with load balancing, retries and outlier ejection.
 //
 // One responsibility per file: config.go (Config and its validation),
-// cache.go (the snapshot cache and change broadcast), stream.go (the
-// control-plane stream client), api.go and the handlers (the HTTP API),
-// watch.go (server-sent events), registrations.go (run-time providers and
-// their leases), invoke.go and balancer.go (the proxy), files.go (binding
-// projection), metrics.go (Prometheus).
+// sidecar.go (New, Run, Serve and the shutdown order), cache.go (the
+// snapshot cache: pre-encoded bindings, monotonic revisions, change
+// broadcast), stream.go (the control-plane stream client), api.go (the
+// route table), bindings.go (bindings and long poll), watch.go
+// (server-sent events), registrations.go (run-time providers and their
+// leases), invoke.go (the reverse proxy, retries, timeouts), balancer.go
+// (round robin and outlier ejection), files.go (Service Binding files),
+// health.go (healthz, readyz), metrics.go (Prometheus, own registry).
 //
 // It must never watch the Kubernetes API, never block a request on the
 // control plane except when forwarding a registration, and never let secret

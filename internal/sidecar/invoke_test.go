@@ -252,7 +252,7 @@ func TestInvokeErrors(t *testing.T) {
 		wantField  string
 		maxTime    time.Duration
 	}{
-		{name: "timeout header", path: "/v1/invoke/greeter/", header: []string{"Ddi-Timeout", "100ms"}, wantStatus: 504, wantType: "invoke-timeout", maxTime: time.Second},
+		{name: "timeout header", path: "/v1/invoke/greeter/", header: []string{"Ddi-Timeout", "100ms"}, wantStatus: 504, wantType: "invoke-timeout", maxTime: 1900 * time.Millisecond},
 		{name: "bad timeout header", path: "/v1/invoke/greeter/", header: []string{"Ddi-Timeout", "soon"}, wantStatus: 400, wantType: "invalid-field", wantField: "Ddi-Timeout"},
 		{name: "negative timeout header", path: "/v1/invoke/greeter/", header: []string{"Ddi-Timeout", "-1s"}, wantStatus: 400, wantType: "invalid-field", wantField: "Ddi-Timeout"},
 		{name: "unresolved", path: "/v1/invoke/cache/", wantStatus: 404, wantType: "unresolved"},

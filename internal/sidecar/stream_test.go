@@ -180,12 +180,16 @@ func TestStreamBacksOff(t *testing.T) {
 	cfg := testConfig(f)
 	cfg.ControlPlane = closedURL(t)
 	cfg.ReconnectMin, cfg.ReconnectMax = 20*time.Millisecond, 80*time.Millisecond
+	start := time.Now()
 	ts := startSidecar(t, cfg)
-	time.Sleep(500 * time.Millisecond)
+	// It keeps trying...
+	waitFor(t, "two reconnect attempts", func() bool { return metricValue(t, ts.url, "ddi_sidecar_stream_reconnects_total") >= 2 })
+	time.Sleep(300 * time.Millisecond)
 	n := metricValue(t, ts.url, "ddi_sidecar_stream_reconnects_total")
-	// Without backoff: hundreds of attempts; with 20ms..80ms: about 6 to 25.
-	if n < 3 || n > 30 {
-		t.Errorf("reconnect attempts in 500ms = %v, want between 3 and 30", n)
+	// ...but never faster than the backoff floor allows (without backoff a
+	// refused dial is retried thousands of times a second).
+	if limit := float64(time.Since(start)/cfg.ReconnectMin) + 1; n > limit {
+		t.Errorf("reconnect attempts in %s = %v, want at most %v", time.Since(start), n, limit)
 	}
 	status, _, _ := do(t, "GET", ts.url+"/readyz", "")
 	if status != http.StatusServiceUnavailable {
