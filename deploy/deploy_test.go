@@ -1,0 +1,81 @@
+// Package deploy holds the kustomize base; this test renders it with
+// kubectl and creates every object on a real API server.
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"ddi.dev/ddi/internal/kubetest"
+)
+
+func kubectl(t *testing.T) string {
+	if p := filepath.Join(kubetest.AssetsDir(), "kubectl"); fileExists(p) {
+		return p
+	}
+	p, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Fatal("kubectl is neither in the Kubernetes binaries folder nor on PATH: run hack/kube-bins.sh")
+	}
+	return p
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func TestKustomizeRendersAndApplies(t *testing.T) {
+	out, err := exec.Command(kubectl(t), "kustomize", ".").Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("kubectl kustomize deploy/: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("decode rendered manifests: %v", err)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
+	kinds := map[string]int{}
+	for _, o := range objs {
+		kinds[o.GetKind()]++
+		if o.GetKind() != "Namespace" && o.GetKind() != "CustomResourceDefinition" && o.GetKind() != "ClusterRole" &&
+			o.GetKind() != "ClusterRoleBinding" && o.GetKind() != "MutatingWebhookConfiguration" && o.GetNamespace() != "ddi-system" {
+			t.Errorf("%s %s is in namespace %q, want ddi-system", o.GetKind(), o.GetName(), o.GetNamespace())
+		}
+	}
+	for kind, n := range map[string]int{"Namespace": 1, "CustomResourceDefinition": 2, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
+		"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1, "MutatingWebhookConfiguration": 1} {
+		if kinds[kind] != n {
+			t.Errorf("rendered %d %s, want %d", kinds[kind], kind, n)
+		}
+	}
+
+	// Every object is accepted by a real API server (schema, RBAC rules,
+	// the webhook configuration's selectors).
+	cp := kubetest.RunControlPlane(t, kubetest.Options{NoController: true, SkipCRDs: true})
+	ctx := context.Background()
+	for _, o := range objs {
+		if err := cp.Client.Create(ctx, o); err != nil && !(o.GetKind() == "Namespace" && client.IgnoreAlreadyExists(err) == nil) {
+			t.Errorf("create %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+}
