@@ -257,6 +257,7 @@ func TestRefusedProviderIsFieldError(t *testing.T) {
 		{name: "URL with credentials", mutate: func(p *registry.Provider) { p.Endpoints[0].URL = "http://u:p@a:1" }, wantField: "spec.endpoints[0].url", wantMsg: "must not carry user information"},
 		{name: "no endpoints", mutate: func(p *registry.Provider) { p.Endpoints, p.Lease = nil, nil }, wantField: "spec", wantMsg: "spec.endpoints or spec.serviceRef is required"},
 		{name: "short lease", mutate: func(p *registry.Provider) { p.Lease.TTL = registry.Duration(time.Millisecond) }, wantField: "spec.lease.ttl", wantMsg: "between 1s and 24h"},
+		{name: "missing namespace", mutate: func(p *registry.Provider) { p.Namespace = "no-such-namespace" }, wantField: "namespace", wantMsg: "does not exist in the cluster"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -292,6 +293,9 @@ func (s *Store) listObjects(ctx context.Context) ([]v1alpha1.Provider, int64, er
 	for {
 		var list v1alpha1.ProviderList
 		err := s.c.List(ctx, &list, &client.ListOptions{LabelSelector: s.selector, Limit: s.opts.ListPageSize, Continue: cont})
+		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+			return nil, 0, fmt.Errorf("list providers: %w (is the Provider CRD installed? kubectl apply -f deploy/crd)", err)
+		}
 		if err != nil {
 			return nil, 0, fmt.Errorf("list providers: %w", mapError(err))
 		}
@@ -336,6 +340,11 @@ func (s *Store) Create(ctx context.Context, p registry.Provider) (registry.Provi
 	if err := s.c.Create(ctx, obj); err != nil {
 		if secretName != "" {
 			s.secrets.drop(p.Namespace, secretName)
+		}
+		if apierrors.IsNotFound(err) {
+			// The only thing a create can miss is its namespace.
+			return registry.Provider{}, fmt.Errorf("create provider %s: %w", key, &registry.FieldError{
+				Field: "namespace", Value: p.Namespace, Reason: "does not exist in the cluster: create the namespace first"})
 		}
 		return registry.Provider{}, fmt.Errorf("create provider %s: %w", key, mapError(err))
 	}
