@@ -137,7 +137,7 @@ func ValidateProvider(p *Provider) error {
 		}
 	}
 	if p.SecretRef != nil {
-		if err := ValidateName("secretRef.name", p.SecretRef.Name); err != nil {
+		if err := validateSubdomain("secretRef.name", p.SecretRef.Name); err != nil {
 			return err
 		}
 		// The control plane fills Secret from these keys, so they become
@@ -188,6 +188,9 @@ func ValidateEndpointURL(field, u string) error {
 	if err != nil || parsed.Scheme == "" || parsed.Host == "" {
 		return &FieldError{Field: field, Value: redactURL(u), Reason: "is not an absolute URL: write it like http://127.0.0.1:8080 or postgres://db:5432/app"}
 	}
+	if _, hasPassword := parsed.User.Password(); hasPassword {
+		return &FieldError{Field: field, Value: redactURL(u), Reason: "carries a password: endpoints are shown in listings, so put credentials in the secret (username, password) instead"}
+	}
 	return nil
 }
 
@@ -201,4 +204,18 @@ func redactURL(u string) string {
 		return "REDACTED" + u[i:]
 	}
 	return u
+}
+
+// validateSubdomain checks a DNS-1123 subdomain (dot-separated labels, at
+// most 253 characters), the shape of Kubernetes object names.
+func validateSubdomain(field, s string) error {
+	if s == "" || len(s) > 253 {
+		return &FieldError{Field: field, Value: s, Reason: "must be a DNS-1123 subdomain of 1 to 253 characters"}
+	}
+	for _, label := range strings.Split(s, ".") {
+		if !dns1123Label.MatchString(label) {
+			return &FieldError{Field: field, Value: s, Reason: "is not a DNS-1123 subdomain: use lower-case letters, digits, '-' and '.'"}
+		}
+	}
+	return nil
 }

@@ -287,3 +287,17 @@ func TestDurationJSON(t *testing.T) {
 		t.Errorf("Marshal(90s) = %s, %v, want %q", b, err, `"1m30s"`)
 	}
 }
+
+func TestValidateProviderEndpointCredentials(t *testing.T) {
+	p := registry.Provider{Namespace: "default", Name: "db", Type: "postgresql",
+		Endpoints: []registry.Endpoint{{URL: "postgres://app:hunter2@127.0.0.1:5432/app", Ready: true}}}
+	err := registry.ValidateProvider(&p)
+	if err == nil || !strings.Contains(err.Error(), "endpoints[0].url") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("ValidateProvider(password in URL) = %v, want an error naming endpoints[0].url without the password", err)
+	}
+	p.Endpoints[0].URL = "postgres://app@127.0.0.1:5432/app"
+	p.SecretRef = &registry.SecretRef{Name: "db.credentials"}
+	if err := registry.ValidateProvider(&p); err != nil {
+		t.Fatalf("ValidateProvider(user without password, dotted secret name) = %v, want nil", err)
+	}
+}
