@@ -45,7 +45,7 @@ type Options struct {
 	// ReplicaSets, garbage collection, namespace deletion).
 	ControllerManager bool
 	// SkipCRDs leaves ddi's CRDs (deploy/crd) out, for tests that need
-	// none.
+	// none. The controller's store needs them: use it with NoController.
 	SkipCRDs bool
 	// NoController starts no ddi controller: the webhook configuration is
 	// then not installed either.
@@ -115,6 +115,9 @@ const SystemNamespace = "ddi-system"
 func RunControlPlane(t testing.TB, opts Options) *ControlPlane {
 	t.Helper()
 	assets := RequireAssets(t)
+	if opts.SkipCRDs && !opts.NoController {
+		t.Fatal("kubetest: the controller's Provider store needs the CRDs: SkipCRDs requires NoController")
+	}
 	if opts.ControllerManager {
 		RequireAssets(t, "kube-controller-manager")
 	}

@@ -53,7 +53,7 @@ func sidecarOf(pod *corev1.Pod) (c *corev1.Container, native bool) {
 }
 
 func TestWebhookThroughAPIServer(t *testing.T) {
-	cp := kubetest.RunControlPlane(t, kubetest.Options{SkipCRDs: true})
+	cp := kubetest.RunControlPlane(t, kubetest.Options{})
 	ctx := t.Context()
 	namespace(t, cp, "fn", map[string]string{inject.KeyInject: inject.NamespaceEnabled})
 	namespace(t, cp, "plain", nil)
@@ -216,7 +216,7 @@ func names(cs []corev1.Container) []string {
 // writes the CA into the webhook configuration's caBundle; the API server
 // then calls it over TLS.
 func TestSelfManagedCertificate(t *testing.T) {
-	cp := kubetest.RunControlPlane(t, kubetest.Options{SelfManagedCerts: true, SkipCRDs: true})
+	cp := kubetest.RunControlPlane(t, kubetest.Options{SelfManagedCerts: true})
 	ctx := t.Context()
 	// RunControlPlane already proved the API server reaches the webhook;
 	// check that it is our CA it trusts.
