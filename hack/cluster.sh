@@ -1,0 +1,980 @@
+#!/usr/bin/env bash
+# A real single-node Kubernetes with Knative Serving on this machine, without
+# internet or Docker: etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, containerd + runc + CNI bridge, kubelet, kube-proxy
+# (iptables), a cluster DNS server, Knative Serving v0.42.2 (controller,
+# autoscaler, activator and webhook as pods) and a small KIngress
+# implementation. Images are built locally and imported into containerd.
+#
+# Usage: hack/cluster.sh VERB [ARGS]   (as root)
+#   up                  start everything (builds what is missing first);
+#                       prints the kubeconfig path last
+#   down                stop everything and remove all it created; safe twice
+#   status              components, node, pods, how to reach a Knative Service
+#   build               only build binaries and images (no cluster needed)
+#   image REF SRC [IMGPACK FLAGS...]
+#                       pack SRC (a static binary, or a folder holding a Go
+#                       main package, built with CGO_ENABLED=0) as image REF
+#                       (e.g. ddi.local/ddi:dev), user 65532 unless a -user
+#                       flag says otherwise, and import it when the cluster
+#                       is up; prints the tarball path
+#   kubeconfig          print the admin kubeconfig path
+#   env                 print shell exports (KUBECONFIG, ingress address)
+#
+# Environment (defaults in brackets):
+#   DDI_CACHE                  build cache [<repo>/.cache]
+#   DDI_CLUSTER_STATE          state, logs, kubeconfig [/var/lib/ddi-cluster]
+#   DDI_CLUSTER_POD_CIDR       pod subnet; its .1 is the bridge and node IP [10.217.0.0/24]
+#   DDI_CLUSTER_SERVICE_CIDR   ClusterIP range [10.217.1.0/24]
+#   DDI_CLUSTER_BRIDGE         bridge name [ddi0]
+#   DDI_CLUSTER_NODE           node name [ddi-local]
+#   DDI_CLUSTER_INGRESS_PORT   KIngress port on 127.0.0.1 [31080]
+#   DDI_CLUSTER_HOST_PORTS     extra TCP ports on the node IP that pods may reach []
+#   DDI_CLUSTER_KNATIVE        1 to install Knative Serving, 0 to skip [1]
+#   DDI_BUILD_P                go build -p [2]
+#
+# Ports: kube-apiserver NODE_IP:6443, etcd 127.0.0.1:12379-12380, cluster DNS
+# NODE_IP:53, KIngress 127.0.0.1:31080 (public) and NODE_IP:80 (pods),
+# kubelet NODE_IP:10250, health ports on 127.0.0.1 (10248 kubelet, 10256
+# kube-proxy, 10257 controller-manager, 10259 scheduler).
+set -euo pipefail
+
+readonly KUBE_VERSION=v1.37.2
+readonly KNATIVE_VERSION=v0.42.2
+readonly KNATIVE_MOD_SERVING=knative.dev/serving@v0.42.2
+readonly KNATIVE_NETWORKING=knative.dev/networking
+readonly KNATIVE_CACHING=knative.dev/caching
+readonly IMAGE_REGISTRY=ddi.local
+readonly PAUSE_IMAGE=$IMAGE_REGISTRY/pause:v1
+readonly HELLO_IMAGE=$IMAGE_REGISTRY/hello:v1
+readonly INGRESS_CLASS=kingress.ddi.dev
+readonly KNATIVE_COMPONENTS=(controller autoscaler activator webhook queue)
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+readonly REPO
+readonly HACK_CLUSTER=$REPO/hack/cluster
+DDI_CACHE=${DDI_CACHE:-$REPO/.cache}
+readonly KUBE_BINS=$DDI_CACHE/kube/$KUBE_VERSION
+readonly CCACHE=$DDI_CACHE/cluster
+readonly BIN=$CCACHE/bin
+readonly IMAGES=$CCACHE/images
+readonly STATE=${DDI_CLUSTER_STATE:-/var/lib/ddi-cluster}
+readonly POD_CIDR=${DDI_CLUSTER_POD_CIDR:-10.217.0.0/24}
+readonly SERVICE_CIDR=${DDI_CLUSTER_SERVICE_CIDR:-10.217.1.0/24}
+readonly BRIDGE=${DDI_CLUSTER_BRIDGE:-ddi0}
+readonly NODE=${DDI_CLUSTER_NODE:-ddi-local}
+readonly INGRESS_PORT=${DDI_CLUSTER_INGRESS_PORT:-31080}
+readonly HOST_PORTS=${DDI_CLUSTER_HOST_PORTS:-}
+readonly WITH_KNATIVE=${DDI_CLUSTER_KNATIVE:-1}
+readonly BUILD_P=${DDI_BUILD_P:-2}
+
+readonly PKI=$STATE/pki
+readonly LOGS=$STATE/logs
+readonly PIDS=$STATE/pids
+readonly CONF=$STATE/conf
+readonly KUBECONFIG_ADMIN=$STATE/kubeconfig
+readonly CTD_DIR=$STATE/containerd
+readonly CTD_SOCK=$CTD_DIR/containerd.sock
+readonly ETCD_PORT=12379
+readonly APISERVER_PORT=6443
+readonly KUBE_PROXY_CHAINS_TABLES=(filter nat mangle)
+readonly FW_CHAIN_IN=DDI-CLUSTER-INPUT
+readonly FW_CHAIN_FWD=DDI-CLUSTER-FORWARD
+
+# ip_at CIDR N: the CIDR's network address plus N (IPv4).
+ip_at() {
+	local net=${1%/*} a b c d n
+	IFS=. read -r a b c d <<<"$net"
+	n=$(((a << 24) + (b << 16) + (c << 8) + d + $2))
+	printf '%d.%d.%d.%d' $(((n >> 24) & 255)) $(((n >> 16) & 255)) $(((n >> 8) & 255)) $((n & 255))
+}
+NODE_IP=$(ip_at "$POD_CIDR" 1)
+readonly NODE_IP
+API_SERVICE_IP=$(ip_at "$SERVICE_CIDR" 1)
+readonly API_SERVICE_IP
+readonly POD_PREFIX=${POD_CIDR#*/}
+
+export GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0
+export GOFLAGS="-mod=readonly -buildvcs=false"
+
+T0=$(date +%s)
+log() { printf '[cluster %s +%ss] %s\n' "$(date +%H:%M:%S)" "$(($(date +%s) - T0))" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2; }
+
+need_root() { [[ $(id -u) -eq 0 ]] || die "run as root (needs containerd, mounts, iptables)"; }
+
+kc() { kubectl --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
+
+# wait_for DESC SECONDS CMD...: retry CMD every half second until it succeeds.
+wait_for() {
+	local desc=$1 secs=$2
+	shift 2
+	local deadline=$(($(date +%s) + secs))
+	until "$@" >/dev/null 2>&1; do
+		if (($(date +%s) >= deadline)); then
+			log "timed out after ${secs}s waiting for $desc"
+			return 1
+		fi
+		sleep 0.5
+	done
+}
+
+# --- packages ----------------------------------------------------------------
+ensure_packages() {
+	local want=(containerd runc containernetworking-plugins iptables conntrack openssl) missing=() p
+	for p in "${want[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	command -v kubectl >/dev/null || die "kubectl not found (needed to talk to the cluster)"
+	[[ ${#missing[@]} -eq 0 ]] && return 0
+	log "installing Debian packages: ${missing[*]}"
+	apt-get update -qq
+	# Debian's containerd would try to start its own service: do not let it.
+	DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# --- builds ------------------------------------------------------------------
+# src_hash DIR...: a hash of the Go sources and module files under DIRs.
+src_hash() {
+	find "$@" -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 |
+		LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
+}
+
+# build_go MODULE_DIR STAMP_INPUTS OUT_NAME PACKAGE: go build unless the
+# stamp for OUT_NAME matches the hash of STAMP_INPUTS (a space-separated list).
+build_go() {
+	local mod=$1 inputs=$2 out=$3 pkg=$4 h
+	# shellcheck disable=SC2086
+	h=$(cd "$mod" && src_hash $inputs)
+	if [[ -x $BIN/$out && -f $BIN/.$out.stamp && $(<"$BIN/.$out.stamp") == "$h" ]]; then
+		return 0
+	fi
+	log "building $out ($pkg)"
+	local t=$(date +%s)
+	(cd "$mod" && go build -p "$BUILD_P" -trimpath -ldflags "-s -w" -o "$BIN/$out.tmp" "$pkg")
+	mv -f "$BIN/$out.tmp" "$BIN/$out"
+	printf '%s\n' "$h" >"$BIN/.$out.stamp"
+	log "built $out in $(($(date +%s) - t))s"
+}
+
+build_binaries() {
+	mkdir -p "$BIN"
+	local b
+	for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
+		[[ -x $KUBE_BINS/$b ]] && continue
+		log "$b missing in $KUBE_BINS: building with hack/kube-bins.sh all"
+		DDI_CACHE=$DDI_CACHE DDI_BUILD_P=$BUILD_P "$REPO/hack/kube-bins.sh" all >/dev/null
+		break
+	done
+	build_go "$HACK_CLUSTER/static" "go.mod pause" pause ./pause
+	build_go "$HACK_CLUSTER/static" "go.mod runcwrap" runcwrap ./runcwrap
+	build_go "$HACK_CLUSTER/static" "go.mod hello" hello ./hello
+	build_go "$HACK_CLUSTER/imgpack" "." imgpack .
+	build_go "$HACK_CLUSTER/knative" "go.mod go.sum kingress" kingress ./kingress
+	build_go "$HACK_CLUSTER/knative" "go.mod go.sum clusterdns" clusterdns ./clusterdns
+	build_go "$HACK_CLUSTER/knative" "go.mod go.sum crireset" crireset ./crireset
+	# Knative's own commands: one go build so shared packages compile once.
+	local h missing=() c
+	h=$(cd "$HACK_CLUSTER/knative" && src_hash go.mod go.sum tools.go)
+	for c in "${KNATIVE_COMPONENTS[@]}"; do
+		if [[ ! -x $BIN/knative-$c || ! -f $BIN/.knative-$c.stamp || $(<"$BIN/.knative-$c.stamp") != "$h" ]]; then
+			missing+=("$c")
+		fi
+	done
+	if [[ ${#missing[@]} -gt 0 ]]; then
+		log "building Knative Serving $KNATIVE_VERSION: ${missing[*]} (several minutes when cold)"
+		local t=$(date +%s) tmp pkgs=()
+		tmp=$(mktemp -d "$BIN/.knative.XXXXXX")
+		for c in "${missing[@]}"; do pkgs+=("knative.dev/serving/cmd/$c"); done
+		(cd "$HACK_CLUSTER/knative" && go build -p "$BUILD_P" -trimpath -ldflags "-s -w" -o "$tmp/" "${pkgs[@]}")
+		for c in "${missing[@]}"; do
+			mv -f "$tmp/$c" "$BIN/knative-$c"
+			printf '%s\n' "$h" >"$BIN/.knative-$c.stamp"
+		done
+		rm -rf "$tmp"
+		log "built Knative in $(($(date +%s) - t))s"
+	fi
+}
+
+# image_tar REF: the tarball path for an image reference.
+image_tar() { printf '%s/%s.tar' "$IMAGES" "$(printf '%s' "$1" | tr '/:@' '___')"; }
+
+# pack_image REF BINARY [IMGPACK FLAGS...]: pack BINARY as /ko-app/NAME into
+# REF unless the tarball is newer than the binary. Runs as 65532 unless a
+# -user flag is given. Prints the tarball path.
+pack_image() {
+	local ref=$1 src=$2
+	shift 2
+	local tar
+	tar=$(image_tar "$ref")
+	mkdir -p "$IMAGES"
+	if [[ -f $tar && $tar -nt $src && $tar -nt $BIN/imgpack ]]; then
+		printf '%s\n' "$tar"
+		return 0
+	fi
+	local user=(-user 65532) a
+	for a in "$@"; do [[ $a == -user || $a == --user || $a == -user=* || $a == --user=* ]] && user=(); done
+	local dest
+	dest=/ko-app/$(basename "$src")
+	"$BIN/imgpack" -o "$tar" -t "$ref" "${user[@]}" -env KO_DATA_PATH=/var/run/ko "$@" "$src:$dest" >&2
+	printf '%s\n' "$tar"
+}
+
+build_images() {
+	mkdir -p "$IMAGES"
+	pack_image "$PAUSE_IMAGE" "$BIN/pause" -user "65535:65535" >/dev/null
+	pack_image "$HELLO_IMAGE" "$BIN/hello" -port 8080 >/dev/null
+	local c
+	for c in "${KNATIVE_COMPONENTS[@]}"; do
+		pack_image "$IMAGE_REGISTRY/knative/$c:$KNATIVE_VERSION" "$BIN/knative-$c" >/dev/null
+	done
+}
+
+# import_image TAR: import into the cluster's containerd (k8s.io namespace).
+import_image() {
+	ctr --address "$CTD_SOCK" -n k8s.io images import "$1" >/dev/null
+}
+
+import_images() {
+	local t
+	for t in "$IMAGES"/*.tar; do
+		[[ -e $t ]] || continue
+		import_image "$t"
+	done
+}
+
+# --- processes ---------------------------------------------------------------
+# start_daemon NAME CMD...: start CMD in its own session, logging to
+# $LOGS/NAME.log, unless NAME is already running.
+start_daemon() {
+	local name=$1
+	shift
+	if running "$name"; then
+		log "$name: already running (pid $(<"$PIDS/$name.pid"))"
+		return 0
+	fi
+	mkdir -p "$LOGS" "$PIDS"
+	rm -f "$PIDS/$name.pid"
+	printf '%s\n' "$1" >"$PIDS/$name.exe"
+	# The inner shell writes its own PID, then becomes CMD.
+	setsid bash -c 'echo $$ >"$0"; exec "$@"' "$PIDS/$name.pid" "$@" \
+		>>"$LOGS/$name.log" 2>&1 </dev/null &
+	local i
+	for i in $(seq 50); do
+		[[ -s $PIDS/$name.pid ]] && break
+		sleep 0.1
+	done
+	log "$name: started (pid $(<"$PIDS/$name.pid"), log $LOGS/$name.log)"
+}
+
+# running NAME: whether NAME's recorded process is alive and still NAME's binary.
+running() {
+	local name=$1 pid exe
+	[[ -f $PIDS/$name.pid ]] || return 1
+	pid=$(<"$PIDS/$name.pid")
+	[[ -n $pid && -d /proc/$pid ]] || return 1
+	exe=$(<"$PIDS/$name.exe")
+	[[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$(readlink -f "$exe")" ]]
+}
+
+# stop_daemon NAME [SECONDS]: TERM, wait, then KILL NAME's recorded process.
+stop_daemon() {
+	local name=$1 secs=${2:-10} pid
+	if ! running "$name"; then
+		rm -f "$PIDS/$name.pid"
+		return 0
+	fi
+	pid=$(<"$PIDS/$name.pid")
+	kill -TERM "$pid" 2>/dev/null || true
+	local deadline=$(($(date +%s) + secs))
+	while [[ -d /proc/$pid ]] && (($(date +%s) < deadline)); do sleep 0.2; done
+	if [[ -d /proc/$pid ]]; then
+		log "$name: still running after ${secs}s, killing"
+		kill -KILL "$pid" 2>/dev/null || true
+		sleep 0.2
+	fi
+	rm -f "$PIDS/$name.pid"
+	log "$name: stopped"
+}
+
+# --- PKI and kubeconfigs -------------------------------------------------------
+# cert NAME CN ORG EKU [SANS]: an EC key and a certificate signed by the CA.
+cert() {
+	local name=$1 cn=$2 org=$3 eku=$4 sans=${5:-}
+	[[ -f $PKI/$name.crt && -f $PKI/$name.key ]] && return 0
+	local subj="/CN=$cn"
+	[[ -n $org ]] && subj+="/O=$org"
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$PKI/$name.key" -out "$PKI/$name.csr" -subj "$subj" 2>/dev/null
+	{
+		echo "basicConstraints=CA:FALSE"
+		echo "keyUsage=critical,digitalSignature,keyEncipherment"
+		echo "extendedKeyUsage=$eku"
+		[[ -n $sans ]] && echo "subjectAltName=$sans"
+	} >"$PKI/$name.ext"
+	openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+		-CAcreateserial -days 3650 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
+	rm -f "$PKI/$name.csr" "$PKI/$name.ext"
+}
+
+# kubeconfig FILE CERT_NAME: a kubeconfig with embedded certificates.
+kubeconfig() {
+	local file=$1 name=$2
+	cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: ddi-local
+  cluster:
+    server: https://$NODE_IP:$APISERVER_PORT
+    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
+users:
+- name: $name
+  user:
+    client-certificate-data: $(base64 -w0 "$PKI/$name.crt")
+    client-key-data: $(base64 -w0 "$PKI/$name.key")
+contexts:
+- name: ddi-local
+  context: {cluster: ddi-local, user: $name}
+current-context: ddi-local
+EOF
+	chmod 600 "$file"
+}
+
+make_pki() {
+	mkdir -p "$PKI" "$CONF"
+	chmod 700 "$PKI"
+	if [[ ! -f $PKI/ca.crt ]]; then
+		openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+			-keyout "$PKI/ca.key" -out "$PKI/ca.crt" -days 3650 -subj "/CN=ddi-local-ca" \
+			-addext "basicConstraints=critical,CA:TRUE" \
+			-addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+	fi
+	if [[ ! -f $PKI/sa.key ]]; then
+		openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$PKI/sa.key" 2>/dev/null
+		openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+	fi
+	cert apiserver kube-apiserver "" serverAuth \
+		"DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:$NODE_IP,IP:$API_SERVICE_IP,IP:127.0.0.1"
+	cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters clientAuth
+	cert admin kubernetes-admin system:masters clientAuth
+	cert controller-manager system:kube-controller-manager "" clientAuth
+	cert scheduler system:kube-scheduler "" clientAuth
+	cert kube-proxy system:kube-proxy "" clientAuth
+	cert kubelet-client "system:node:$NODE" system:nodes clientAuth
+	cert kubelet "$NODE" "" serverAuth "DNS:$NODE,IP:$NODE_IP"
+	kubeconfig "$KUBECONFIG_ADMIN" admin
+	kubeconfig "$CONF/controller-manager.kubeconfig" controller-manager
+	kubeconfig "$CONF/scheduler.kubeconfig" scheduler
+	kubeconfig "$CONF/kube-proxy.kubeconfig" kube-proxy
+	kubeconfig "$CONF/kubelet.kubeconfig" kubelet-client
+}
+
+# --- host network ----------------------------------------------------------------
+# remember KEY VALUE: record something up changed, for down to undo.
+remember() { mkdir -p "$STATE"; printf '%s=%s\n' "$1" "$2" >>"$STATE/undo"; }
+recalled() { [[ -f $STATE/undo ]] && grep -m1 "^$1=" "$STATE/undo" | cut -d= -f2-; }
+
+net_up() {
+	local v
+	v=$(cat /proc/sys/net/ipv4/ip_forward)
+	if [[ $v != 1 ]]; then
+		[[ -n $(recalled ip_forward) ]] || remember ip_forward "$v"
+		echo 1 >/proc/sys/net/ipv4/ip_forward
+	fi
+	if [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]]; then
+		v=$(cat /proc/sys/net/bridge/bridge-nf-call-iptables)
+		if [[ $v != 1 ]]; then
+			[[ -n $(recalled bridge_nf_call_iptables) ]] || remember bridge_nf_call_iptables "$v"
+			echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables
+		fi
+	fi
+	local d
+	for d in /run/containerd /var/lib/cni /var/log/containers /var/log/pods; do
+		[[ -e $d || -n $(recalled "created:$d") ]] || remember "created:$d" 1
+	done
+	if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+		ip link add "$BRIDGE" type bridge
+		log "network: created bridge $BRIDGE"
+	fi
+	ip addr replace "$NODE_IP/$POD_PREFIX" dev "$BRIDGE"
+	ip link set "$BRIDGE" up
+	# Service IPs without a kube-proxy rule must never leave through the
+	# default route: send the whole range to the bridge, sourced from the node IP.
+	ip route replace "$SERVICE_CIDR" dev "$BRIDGE" src "$NODE_IP"
+	firewall_up
+}
+
+# Pods may reach only the node ports the cluster serves, and nothing beyond
+# the bridge. The rules live in the mangle table, where kube-proxy's chains
+# (filter, nat) cannot be placed before them.
+firewall_up() {
+	local ipt=(iptables -w 5 -t mangle)
+	"${ipt[@]}" -N "$FW_CHAIN_IN" 2>/dev/null || "${ipt[@]}" -F "$FW_CHAIN_IN"
+	"${ipt[@]}" -N "$FW_CHAIN_FWD" 2>/dev/null || "${ipt[@]}" -F "$FW_CHAIN_FWD"
+	"${ipt[@]}" -A "$FW_CHAIN_IN" -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+	"${ipt[@]}" -A "$FW_CHAIN_IN" -p udp --dport 53 -d "$NODE_IP" -j RETURN
+	local p
+	for p in 53 80 "$APISERVER_PORT" $HOST_PORTS; do
+		"${ipt[@]}" -A "$FW_CHAIN_IN" -p tcp --dport "$p" -d "$NODE_IP" -j RETURN
+	done
+	"${ipt[@]}" -A "$FW_CHAIN_IN" -p icmp -d "$NODE_IP" -j RETURN
+	"${ipt[@]}" -A "$FW_CHAIN_IN" -j DROP
+	"${ipt[@]}" -A "$FW_CHAIN_FWD" -o "$BRIDGE" -j RETURN
+	"${ipt[@]}" -A "$FW_CHAIN_FWD" -j DROP
+	"${ipt[@]}" -C INPUT -i "$BRIDGE" -j "$FW_CHAIN_IN" 2>/dev/null ||
+		"${ipt[@]}" -I INPUT -i "$BRIDGE" -j "$FW_CHAIN_IN"
+	"${ipt[@]}" -C FORWARD -i "$BRIDGE" -j "$FW_CHAIN_FWD" 2>/dev/null ||
+		"${ipt[@]}" -I FORWARD -i "$BRIDGE" -j "$FW_CHAIN_FWD"
+}
+
+# --- control plane -----------------------------------------------------------------
+apiserver_ready() { kc get --raw /readyz >/dev/null 2>&1; }
+
+start_control_plane() {
+	mkdir -p "$STATE/etcd"
+	chmod 700 "$STATE/etcd"
+	start_daemon etcd "$KUBE_BINS/etcd" --name=ddi-local --data-dir="$STATE/etcd" \
+		--listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+		--listen-peer-urls="http://127.0.0.1:$((ETCD_PORT + 1))" \
+		--initial-advertise-peer-urls="http://127.0.0.1:$((ETCD_PORT + 1))" \
+		--initial-cluster="ddi-local=http://127.0.0.1:$((ETCD_PORT + 1))" \
+		--quota-backend-bytes=4294967296 --log-level=warn
+	wait_for "etcd" 60 curl -sf "http://127.0.0.1:$ETCD_PORT/health" || die "etcd did not start; see $LOGS/etcd.log"
+
+	start_daemon kube-apiserver "$KUBE_BINS/kube-apiserver" \
+		--etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+		--bind-address="$NODE_IP" --advertise-address="$NODE_IP" --secure-port="$APISERVER_PORT" \
+		--tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+		--client-ca-file="$PKI/ca.crt" \
+		--kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+		--kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+		--kubelet-preferred-address-types=InternalIP \
+		--service-cluster-ip-range="$SERVICE_CIDR" \
+		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
+		--service-account-key-file="$PKI/sa.pub" \
+		--service-account-signing-key-file="$PKI/sa.key" \
+		--authorization-mode=Node,RBAC \
+		--enable-admission-plugins=NodeRestriction \
+		--allow-privileged=true \
+		--profiling=false \
+		--event-ttl=1h
+	wait_for "kube-apiserver" 120 apiserver_ready || die "kube-apiserver did not become ready; see $LOGS/kube-apiserver.log"
+	log "kube-apiserver: ready at https://$NODE_IP:$APISERVER_PORT"
+
+	start_daemon kube-controller-manager "$KUBE_BINS/kube-controller-manager" \
+		--kubeconfig="$CONF/controller-manager.kubeconfig" \
+		--authentication-kubeconfig="$CONF/controller-manager.kubeconfig" \
+		--authorization-kubeconfig="$CONF/controller-manager.kubeconfig" \
+		--bind-address=127.0.0.1 --secure-port=10257 \
+		--leader-elect=false \
+		--controllers='*' \
+		--use-service-account-credentials=true \
+		--service-account-private-key-file="$PKI/sa.key" \
+		--root-ca-file="$PKI/ca.crt" \
+		--cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
+		--cluster-name=ddi-local \
+		--profiling=false
+	start_daemon kube-scheduler "$KUBE_BINS/kube-scheduler" \
+		--kubeconfig="$CONF/scheduler.kubeconfig" \
+		--authentication-kubeconfig="$CONF/scheduler.kubeconfig" \
+		--authorization-kubeconfig="$CONF/scheduler.kubeconfig" \
+		--bind-address=127.0.0.1 --secure-port=10259 \
+		--leader-elect=false --profiling=false
+}
+
+# --- node ------------------------------------------------------------------------
+write_containerd_config() {
+	mkdir -p "$CTD_DIR" "$STATE/cni/net.d" "$STATE/cni/ipam"
+	cat >"$CTD_DIR/config.toml" <<EOF
+version = 2
+root = "$CTD_DIR/root"
+state = "$CTD_DIR/state"
+
+[grpc]
+  address = "$CTD_SOCK"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$CTD_DIR/opt"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  netns_mounts_under_state_dir = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        # runcwrap clamps negative oom_score_adj (no CAP_SYS_RESOURCE here).
+        BinaryName = "$BIN/runcwrap"
+        Root = "$CTD_DIR/runc"
+        SystemdCgroup = false
+
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$STATE/cni/net.d"
+    max_conf_num = 1
+EOF
+	cat >"$STATE/cni/net.d/10-ddi.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "ddi-pods",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$BRIDGE",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "$POD_CIDR", "gateway": "$NODE_IP"}]],
+        "routes": [{"dst": "0.0.0.0/0"}],
+        "dataDir": "$STATE/cni/ipam"
+      }
+    }
+  ]
+}
+EOF
+}
+
+write_kubelet_config() {
+	mkdir -p "$STATE/kubelet" "$STATE/pod-logs"
+	: >"$CONF/resolv.conf"
+	cat >"$CONF/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+failCgroupV1: false
+cgroupDriver: cgroupfs
+containerRuntimeEndpoint: unix://$CTD_SOCK
+address: $NODE_IP
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+tlsCertFile: $PKI/kubelet.crt
+tlsPrivateKeyFile: $PKI/kubelet.key
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $PKI/ca.crt}
+authorization:
+  mode: Webhook
+clusterDNS: [$NODE_IP]
+clusterDomain: cluster.local
+resolvConf: $CONF/resolv.conf
+failSwapOn: false
+protectKernelDefaults: false
+makeIPTablesUtilChains: false
+podLogsDir: $STATE/pod-logs
+volumePluginDir: $STATE/kubelet/volume-plugins
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: 1%
+  imagefs.available: 1%
+  nodefs.inodesFree: 1%
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+serializeImagePulls: false
+maxPods: 110
+EOF
+	cat >"$CONF/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: $CONF/kube-proxy.kubeconfig
+mode: iptables
+hostnameOverride: $NODE
+bindAddress: $NODE_IP
+clusterCIDR: $POD_CIDR
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+nodePortAddresses: ["$NODE_IP/32"]
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+iptables:
+  localhostNodePorts: false
+  minSyncPeriod: 1s
+  syncPeriod: 30s
+EOF
+}
+
+node_ready() {
+	[[ $(kc get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
+}
+
+start_node() {
+	write_containerd_config
+	start_daemon containerd /usr/bin/containerd --config "$CTD_DIR/config.toml"
+	wait_for "containerd" 30 ctr --address "$CTD_SOCK" version || die "containerd did not start; see $LOGS/containerd.log"
+	log "containerd: importing images"
+	import_images
+	write_kubelet_config
+	start_daemon kubelet "$KUBE_BINS/kubelet" --config="$CONF/kubelet.yaml" \
+		--kubeconfig="$CONF/kubelet.kubeconfig" --root-dir="$STATE/kubelet" \
+		--hostname-override="$NODE" --node-ip="$NODE_IP" --v=1
+	start_daemon kube-proxy "$KUBE_BINS/kube-proxy" --config="$CONF/kube-proxy.yaml"
+	start_daemon clusterdns "$BIN/clusterdns" -kubeconfig "$KUBECONFIG_ADMIN" -listen "$NODE_IP:53"
+	wait_for "node $NODE Ready" 120 node_ready || die "node did not become Ready; see $LOGS/kubelet.log"
+	log "node $NODE: Ready"
+}
+
+# --- Knative ----------------------------------------------------------------------
+# module_dir MODULE@VERSION: the module's folder in the module cache.
+module_dir() {
+	local dir
+	dir=$(cd "$HACK_CLUSTER/knative" && go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+	[[ -d $dir ]] || die "module $1 not found in the module cache"
+	printf '%s\n' "$dir"
+}
+
+# render_knative: copy the manifests Knative would install into
+# $STATE/knative, with our image names.
+render_knative() {
+	local out=$STATE/knative serving networking caching ver
+	rm -rf "$out"
+	mkdir -p "$out"/{crds,base,rbac,deploy,webhooks}
+	serving=$(module_dir "$KNATIVE_MOD_SERVING")
+	ver=$(cd "$HACK_CLUSTER/knative" && go list -m -f '{{.Version}}' "$KNATIVE_NETWORKING")
+	networking=$(module_dir "$KNATIVE_NETWORKING@$ver")
+	ver=$(cd "$HACK_CLUSTER/knative" && go list -m -f '{{.Version}}' "$KNATIVE_CACHING")
+	caching=$(module_dir "$KNATIVE_CACHING@$ver")
+	local sed_images=() c
+	for c in "${KNATIVE_COMPONENTS[@]}"; do
+		sed_images+=(-e "s|ko://knative.dev/serving/cmd/$c\$|$IMAGE_REGISTRY/knative/$c:$KNATIVE_VERSION|")
+	done
+	cp "$serving"/config/core/300-resources/*.yaml "$out/crds/"
+	cp "$networking"/config/{ingress,serverlessservice,certificate,domain-claim}.yaml "$out/crds/"
+	cp "$caching/config/image.yaml" "$out/crds/"
+	cp "$serving/config/core/100-namespace.yaml" "$out/base/"
+	cp "$serving"/config/core/configmaps/*.yaml "$out/base/"
+	cp "$networking/config/config-network.yaml" "$out/base/"
+	cp "$serving"/config/core/200-roles/*.yaml "$serving/config/core/200-serviceaccount.yaml" "$out/rbac/"
+	local d
+	for d in controller autoscaler activator webhook; do
+		sed "${sed_images[@]}" "$serving/config/core/deployments/$d.yaml" >"$out/deploy/$d.yaml"
+	done
+	cp "$serving"/config/core/webhooks/*.yaml "$out/webhooks/"
+	sed -i "${sed_images[@]}" "$out/base/deployment.yaml"
+	chmod -R u+w "$out"
+}
+
+knative_ready() {
+	local d
+	for d in controller autoscaler activator webhook; do
+		[[ $(kc -n knative-serving get deploy "$d" -o jsonpath='{.status.availableReplicas}' 2>/dev/null) -ge 1 ]] || return 1
+	done
+}
+
+install_knative() {
+	[[ $WITH_KNATIVE == 1 ]] || { log "Knative: skipped (DDI_CLUSTER_KNATIVE=$WITH_KNATIVE)"; return 0; }
+	log "Knative Serving $KNATIVE_VERSION: applying manifests"
+	render_knative
+	local out=$STATE/knative
+	kc apply --server-side --force-conflicts -f "$out/crds" >/dev/null
+	kc wait --for condition=established --timeout=60s -f "$out/crds" >/dev/null
+	kc apply --server-side --force-conflicts -f "$out/base" >/dev/null
+	# What hack/cluster.sh changes in Knative's defaults: local images are
+	# never resolved to digests, our KIngress serves routes, example.com is
+	# the external domain.
+	kc -n knative-serving patch configmap config-deployment --type merge -p \
+		"{\"data\":{\"queue-sidecar-image\":\"$IMAGE_REGISTRY/knative/queue:$KNATIVE_VERSION\",\"registries-skipping-tag-resolving\":\"$IMAGE_REGISTRY,kind.local,ko.local,dev.local\"}}" >/dev/null
+	kc -n knative-serving patch configmap config-network --type merge -p \
+		"{\"data\":{\"ingress-class\":\"$INGRESS_CLASS\"}}" >/dev/null
+	kc -n knative-serving patch configmap config-domain --type merge -p \
+		'{"data":{"example.com":""}}' >/dev/null
+	kc apply --server-side --force-conflicts -f "$out/rbac" >/dev/null
+	kc apply --server-side --force-conflicts -f "$out/deploy" >/dev/null
+	kc apply --server-side --force-conflicts -f "$out/webhooks" >/dev/null
+	start_daemon kingress "$BIN/kingress" -kubeconfig "$KUBECONFIG_ADMIN" -class "$INGRESS_CLASS" \
+		-public "127.0.0.1:$INGRESS_PORT" -internal "$NODE_IP:80"
+	log "Knative: waiting for controller, autoscaler, activator, webhook"
+	if ! wait_for "Knative deployments" 300 knative_ready; then
+		kc -n knative-serving get pods -o wide >&2 || true
+		die "Knative did not become available"
+	fi
+	log "Knative: ready"
+}
+
+# --- verbs -------------------------------------------------------------------------
+cmd_build() {
+	build_binaries
+	build_images
+	log "build: done (binaries in $BIN, images in $IMAGES)"
+}
+
+cmd_up() {
+	need_root
+	ensure_packages
+	cmd_build
+	mkdir -p "$STATE" "$LOGS" "$PIDS" "$CONF"
+	net_up
+	make_pki
+	start_control_plane
+	start_node
+	install_knative
+	log "up: done in $(($(date +%s) - T0))s"
+	print_access
+	printf '%s\n' "$KUBECONFIG_ADMIN"
+}
+
+print_access() {
+	cat >&2 <<EOF
+
+  kubeconfig:  export KUBECONFIG=$KUBECONFIG_ADMIN
+  API server:  https://$NODE_IP:$APISERVER_PORT
+  ingress:     curl -H 'Host: NAME.NAMESPACE.example.com' http://127.0.0.1:$INGRESS_PORT/
+               (pods: http://NAME.NAMESPACE.svc.cluster.local -> $NODE_IP:80)
+  images:      hack/cluster.sh image $IMAGE_REGISTRY/NAME:TAG ./path/to/main-package-or-binary
+  logs:        $LOGS
+EOF
+}
+
+# kill_pids PID...: TERM, then KILL, the given processes.
+kill_pids() {
+	[[ $# -gt 0 ]] || return 0
+	kill -TERM "$@" 2>/dev/null || true
+	sleep 1
+	local p
+	for p in "$@"; do [[ -d /proc/$p ]] && kill -KILL "$p" 2>/dev/null || true; done
+}
+
+# shim_pids: containerd shims serving this cluster's containerd.
+shim_pids() {
+	local p cmd
+	for p in /proc/[0-9]*; do
+		cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+		[[ $cmd == *containerd-shim* && $cmd == *"$CTD_SOCK"* ]] && printf '%s\n' "${p#/proc/}"
+	done
+	return 0
+}
+
+# kubepods_pids: processes in the kubelet's pod cgroups.
+kubepods_pids() {
+	local f
+	for f in /sys/fs/cgroup/*/kubepods; do
+		[[ -d $f ]] || continue
+		find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null
+	done | sort -u
+}
+
+# drop_kube_chains IPTABLES TABLE: remove the rules that jump to KUBE-*
+# chains from built-in chains, then the KUBE-* chains (kubelet's canaries and
+# whatever kube-proxy --cleanup left).
+drop_kube_chains() {
+	local ipt=$1 tbl=$2 rule chain
+	local rules
+	rules=$("$ipt" -w 5 -t "$tbl" -S 2>/dev/null || true)
+	while read -r rule; do
+		[[ $rule == "-A "* && $rule == *"-j KUBE-"* && $rule != "-A KUBE-"* ]] || continue
+		eval "\"\$ipt\" -w 5 -t \"\$tbl\" -D ${rule#-A }" 2>/dev/null || true
+	done <<<"$rules"
+	for chain in $(awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}' <<<"$rules"); do
+		"$ipt" -w 5 -t "$tbl" -F "$chain" 2>/dev/null || true
+	done
+	for chain in $(awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}' <<<"$rules"); do
+		"$ipt" -w 5 -t "$tbl" -X "$chain" 2>/dev/null || true
+	done
+}
+
+cmd_down() {
+	need_root
+	local t=$T0
+	stop_daemon kingress
+	stop_daemon clusterdns
+	stop_daemon kubelet 20
+	stop_daemon kube-proxy
+	if running containerd && [[ -x $BIN/crireset ]]; then
+		log "containerd: removing pod sandboxes"
+		"$BIN/crireset" -endpoint "$CTD_SOCK" -timeout 90s >&2 || log "crireset reported errors; cleaning up by hand"
+	fi
+	stop_daemon containerd 20
+	# shellcheck disable=SC2046
+	kill_pids $(shim_pids)
+	# shellcheck disable=SC2046
+	kill_pids $(kubepods_pids)
+	stop_daemon kube-scheduler
+	stop_daemon kube-controller-manager
+	stop_daemon kube-apiserver 20
+	stop_daemon etcd
+
+	# Mounts under the state folder (netns, rootfs overlays, shm, volumes), deepest first.
+	local m
+	while read -r m; do
+		umount -l "$m" 2>/dev/null || true
+	done < <(awk -v s="$STATE/" 'index($5, s) == 1 {print $5}' /proc/self/mountinfo | sort -r)
+
+	# Pod cgroups, deepest first.
+	local f
+	for f in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods*; do
+		[[ -d $f ]] || continue
+		find "$f" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+	done
+
+	# iptables: kube-proxy's rules, kubelet's canaries, our firewall.
+	if [[ -x $KUBE_BINS/kube-proxy ]] && command -v iptables >/dev/null; then
+		"$KUBE_BINS/kube-proxy" --cleanup >/dev/null 2>&1 || true
+	fi
+	if command -v iptables >/dev/null; then
+		local ipt tbl chain
+		for ipt in iptables ip6tables; do
+			for tbl in "${KUBE_PROXY_CHAINS_TABLES[@]}"; do
+				drop_kube_chains "$ipt" "$tbl"
+			done
+		done
+		while iptables -w 5 -t mangle -D INPUT -i "$BRIDGE" -j "$FW_CHAIN_IN" 2>/dev/null; do :; done
+		while iptables -w 5 -t mangle -D FORWARD -i "$BRIDGE" -j "$FW_CHAIN_FWD" 2>/dev/null; do :; done
+		for chain in "$FW_CHAIN_IN" "$FW_CHAIN_FWD"; do
+			iptables -w 5 -t mangle -F "$chain" 2>/dev/null || true
+			iptables -w 5 -t mangle -X "$chain" 2>/dev/null || true
+		done
+	fi
+
+	# Network: veths left on the bridge, the bridge (its routes go with it).
+	if ip link show "$BRIDGE" >/dev/null 2>&1; then
+		local l
+		for l in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
+			ip link del "$l" 2>/dev/null || true
+		done
+		ip link del "$BRIDGE"
+		log "network: removed bridge $BRIDGE"
+	fi
+	ip route del "$SERVICE_CIDR" 2>/dev/null || true
+
+	# Settings and folders that up changed or created.
+	local v
+	v=$(recalled ip_forward || true)
+	[[ -n $v ]] && echo "$v" >/proc/sys/net/ipv4/ip_forward
+	v=$(recalled bridge_nf_call_iptables || true)
+	[[ -n $v ]] && echo "$v" >/proc/sys/net/bridge/bridge-nf-call-iptables
+	local d
+	for d in /run/containerd /var/lib/cni /var/log/containers /var/log/pods; do
+		[[ -n $(recalled "created:$d" || true) ]] && rm -rf "$d"
+	done
+	rm -rf "$STATE"
+	log "down: done in $(($(date +%s) - t))s"
+}
+
+# status_line NAME CHECK...: one component's line.
+status_line() {
+	local name=$1
+	shift
+	local state=stopped pid=-
+	if running "$name"; then
+		pid=$(<"$PIDS/$name.pid")
+		state=running
+		if [[ $# -gt 0 ]]; then
+			"$@" >/dev/null 2>&1 && state="running, healthy" || state="running, NOT healthy"
+		fi
+	fi
+	printf '  %-24s %-8s %s\n' "$name" "$pid" "$state"
+}
+
+rss_of() {
+	local pid=$1
+	awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0
+}
+
+cmd_status() {
+	if [[ ! -d $STATE/pids ]]; then
+		echo "cluster: down (no state in $STATE)"
+		return 0
+	fi
+	echo "components:"
+	status_line etcd curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+	status_line kube-apiserver apiserver_ready
+	status_line kube-controller-manager curl -skf https://127.0.0.1:10257/healthz
+	status_line kube-scheduler curl -skf https://127.0.0.1:10259/healthz
+	status_line containerd ctr --address "$CTD_SOCK" version
+	status_line kubelet curl -sf http://127.0.0.1:10248/healthz
+	status_line kube-proxy curl -sf http://127.0.0.1:10256/healthz
+	status_line clusterdns
+	status_line kingress bash -c "exec 3<>/dev/tcp/127.0.0.1/$INGRESS_PORT"
+	local total=0 n pid
+	for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy clusterdns kingress; do
+		running "$n" || continue
+		pid=$(<"$PIDS/$n.pid")
+		total=$((total + $(rss_of "$pid")))
+	done
+	local pods=0
+	for pid in $(kubepods_pids) $(shim_pids); do pods=$((pods + $(rss_of "$pid"))); done
+	printf '  memory (RSS): host components %d MiB, pods and shims %d MiB\n' $((total / 1024)) $((pods / 1024))
+	echo
+	if apiserver_ready; then
+		echo "node:"
+		kc get nodes -o wide 2>&1 | sed 's/^/  /'
+		echo
+		echo "pods:"
+		kc get pods -A -o wide 2>&1 | sed 's/^/  /'
+		if kc get crd services.serving.knative.dev >/dev/null 2>&1; then
+			echo
+			echo "Knative Services:"
+			kc get ksvc -A 2>&1 | sed 's/^/  /'
+		fi
+	fi
+	echo
+	echo "kubeconfig: $KUBECONFIG_ADMIN"
+	echo "reach a Knative Service through the ingress:"
+	echo "  curl -H 'Host: hello.default.example.com' http://127.0.0.1:$INGRESS_PORT/"
+	echo "from pods: http://NAME.NAMESPACE.svc.cluster.local (KIngress on $NODE_IP:80)"
+}
+
+cmd_image() {
+	[[ $# -ge 2 ]] || die "usage: hack/cluster.sh image REF SRC [IMGPACK FLAGS...]"
+	local ref=$1 src=$2
+	shift 2
+	[[ $ref == *:* ]] || die "image reference $ref needs a tag (NAME:TAG; never latest)"
+	build_go "$HACK_CLUSTER/imgpack" "." imgpack .
+	if [[ -d $src ]]; then
+		local name out
+		name=$(basename "$(cd "$src" && pwd)")
+		out=$CCACHE/image-bin/$(printf '%s' "$ref" | tr '/:@' '___')/$name
+		mkdir -p "$(dirname "$out")"
+		log "image: go build $src"
+		(cd "$src" && go build -p "$BUILD_P" -trimpath -ldflags "-s -w" -o "$out" .)
+		src=$out
+	fi
+	[[ -f $src && -x $src ]] || die "$src is neither an executable file nor a folder"
+	local tar
+	tar=$(pack_image "$ref" "$src" "$@")
+	if [[ -S $CTD_SOCK ]] && running containerd; then
+		import_image "$tar"
+		log "image: imported $ref into the cluster"
+	else
+		log "image: cluster not up; $ref will be imported by the next up"
+	fi
+	printf '%s\n' "$tar"
+}
+
+main() {
+	local verb=${1:-}
+	[[ $# -gt 0 ]] && shift
+	case "$verb" in
+	up) cmd_up ;;
+	down) cmd_down ;;
+	status) cmd_status ;;
+	build) cmd_build ;;
+	image) cmd_image "$@" ;;
+	kubeconfig) printf '%s\n' "$KUBECONFIG_ADMIN" ;;
+	env)
+		printf 'export KUBECONFIG=%s\n' "$KUBECONFIG_ADMIN"
+		printf 'export DDI_CLUSTER_INGRESS=http://127.0.0.1:%s\n' "$INGRESS_PORT"
+		printf 'export DDI_CLUSTER_NODE_IP=%s\n' "$NODE_IP"
+		;;
+	-h | --help | help) usage ;;
+	*) usage; exit 2 ;;
+	esac
+}
+
+main "$@"

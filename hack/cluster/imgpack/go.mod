@@ -1,0 +1,14 @@
+// Tools module for the local cluster (hack/cluster.sh): imgpack packs static
+// binaries and files into OCI images with go-containerregistry. Kept apart
+// from the main ddi.dev/ddi go.mod on purpose.
+module ddi.dev/ddi/hack/cluster/imgpack
+
+go 1.26.0
+
+require github.com/google/go-containerregistry v0.22.1
+
+require (
+	github.com/klauspost/compress v1.19.2 // indirect
+	github.com/opencontainers/go-digest v1.0.0 // indirect
+	github.com/opencontainers/image-spec v1.1.1 // indirect
+)
