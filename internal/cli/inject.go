@@ -1,3 +1,5 @@
+//go:build !nokube
+
 package cli
 
 import (
@@ -9,6 +11,8 @@ import (
 
 	"ddi.dev/ddi/internal/inject"
 )
+
+func init() { extraCommands = append(extraCommands, newInjectCmd) }
 
 func newInjectCmd(g *globals) *cobra.Command {
 	var (

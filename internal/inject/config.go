@@ -14,7 +14,7 @@ import (
 
 // Defaults of Config, documented in docs/injection.md.
 const (
-	DefaultImage           = "ghcr.io/ddi-dev/ddi:v0.1.0"
+	DefaultImage           = "ghcr.io/ddi-dev/ddi-sidecar:v0.1.0"
 	DefaultPort            = 7471
 	DefaultControlPlaneURL = "http://ddi-controller.ddi-system.svc:7470"
 	DefaultLogLevel        = "info"
