@@ -74,7 +74,7 @@ func New(opts Options) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.metrics = newMetrics(s.reg)
-	s.current.Store(newView(0, map[string]*registry.Provider{}))
+	s.current.Store(newView(0, map[string]*registry.Provider{}, nil))
 	return s, nil
 }
 
@@ -114,7 +114,7 @@ func (s *Server) sync(ctx context.Context) error {
 		p := list[i]
 		providers[p.Key()] = &p
 	}
-	s.publish(rev, providers)
+	s.publish(rev, providers, nil)
 	select {
 	case <-s.ready:
 	default:
@@ -150,8 +150,14 @@ func (s *Server) sync(ctx context.Context) error {
 			next[k] = p
 		}
 		last := old.revision
+		touched := make(map[string]bool, 2*len(batch))
 		for _, ev := range batch {
 			key := ev.Provider.Key()
+			touched["key:"+key] = true
+			touched["type:"+ev.Provider.Type] = true
+			if prev, ok := next[key]; ok {
+				touched["type:"+prev.Type] = true
+			}
 			switch ev.Type {
 			case registry.Put:
 				p := ev.Provider
@@ -162,13 +168,17 @@ func (s *Server) sync(ctx context.Context) error {
 			last = ev.Revision
 		}
 		s.metrics.storeEvents.Add(float64(len(batch)))
-		s.publish(last, next)
+		s.publish(last, next, touched)
 	}
 }
 
-func (s *Server) publish(rev int64, providers map[string]*registry.Provider) {
-	v := newView(rev, providers)
-	old := s.current.Swap(v)
+func (s *Server) publish(rev int64, providers map[string]*registry.Provider, touched map[string]bool) {
+	v := newView(rev, providers, touched)
+	// Only this goroutine publishes. Linking before the store makes old.next
+	// visible to every reader that loads v.
+	old := s.current.Load()
+	old.next = v
+	s.current.Store(v)
 	close(old.changed)
 	s.metrics.revision.Set(float64(rev))
 	s.metrics.providers.Set(float64(len(providers)))

@@ -45,7 +45,7 @@ type snapshot struct {
 func (s *Server) compute(ctx context.Context, v *view, id Identity) snapshot {
 	var snap snapshot
 	for _, dep := range id.Dependencies {
-		p, err := registry.Resolve(id.Consumer, dep, v.candidates(dep.Selector, id.Consumer.Namespace))
+		p, err := v.resolve(id.Consumer, dep)
 		if err != nil {
 			var re *registry.ResolveError
 			reason := err.Error()
@@ -133,8 +133,18 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	first := true
 	ticker := time.NewTicker(s.heartbeat)
 	defer ticker.Stop()
+	var v *view
 	for {
-		v := s.current.Load()
+		cur := s.current.Load()
+		if v != nil && !affects(v, cur, id.Dependencies, consumer.Namespace) {
+			// Nothing this consumer selects changed: wait on the newest view.
+			v = cur
+			if !s.wait(ctx, v, ticker, send) {
+				return
+			}
+			continue
+		}
+		v = cur
 		snap := s.compute(ctx, v, id)
 		var msg *protocol.Message
 		switch {
@@ -175,18 +185,25 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 			sess.sentVersion, sess.sentHash, sess.sentAt = version, hash, time.Now()
 			s.mu.Unlock()
 		}
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				s.log.Info("sidecar disconnected", "sidecar", hello.SidecarID)
-				return
-			case <-v.changed:
-				break wait
-			case <-ticker.C:
-				if err := send(&protocol.Message{Type: protocol.TypeHeartbeat}); err != nil {
-					return
-				}
+		if !s.wait(ctx, v, ticker, send) {
+			s.log.Info("sidecar disconnected", "sidecar", hello.SidecarID)
+			return
+		}
+	}
+}
+
+// wait blocks until a view newer than v is published (true), or the stream
+// ends (false). It sends heartbeats meanwhile.
+func (s *Server) wait(ctx context.Context, v *view, ticker *time.Ticker, send func(*protocol.Message) error) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-v.changed:
+			return true
+		case <-ticker.C:
+			if err := send(&protocol.Message{Type: protocol.TypeHeartbeat}); err != nil {
+				return false
 			}
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // ErrUnresolved is wrapped by every resolution failure.
@@ -151,17 +153,42 @@ func Resolve(c Consumer, dep Dependency, providers []*Provider) (*Provider, erro
 	case labelMatch == 0:
 		return nil, fail("%d provider(s) of type %s in range %s, none with labels %s", versionMatch, sel.Type, sel.Range, formatLabels(sel.Labels))
 	case inScope == 0:
-		return nil, fail("%d matching provider(s), none whose scope admits consumer %s/%s", labelMatch, cns, c.Name)
+		return nil, fail("%d matching provider(s), none whose scope admits this consumer (namespace %s)", labelMatch, cns)
 	default:
 		return nil, fail("%d matching provider(s) in scope, none with a ready endpoint", inScope)
 	}
+}
+
+// versionCache memoises parsed provider versions: resolution runs for
+// every consumer on every change, over every candidate, and providers share
+// few distinct version strings.
+var (
+	versionCache     sync.Map // string -> versionResult
+	versionCacheSize atomic.Int64
+)
+
+const maxVersionCache = 65536
+
+type versionResult struct {
+	v   Version
+	err error
 }
 
 func providerVersion(p *Provider) (Version, error) {
 	if p.Version == "" {
 		return Version{}, nil
 	}
-	return ParseVersion(p.Version)
+	if r, ok := versionCache.Load(p.Version); ok {
+		vr := r.(versionResult)
+		return vr.v, vr.err
+	}
+	v, err := ParseVersion(p.Version)
+	if versionCacheSize.Load() < maxVersionCache {
+		if _, loaded := versionCache.LoadOrStore(p.Version, versionResult{v, err}); !loaded {
+			versionCacheSize.Add(1)
+		}
+	}
+	return v, err
 }
 
 func better(p *Provider, pv Version, q *Provider, qv Version, cns string) bool {

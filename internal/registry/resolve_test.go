@@ -473,7 +473,7 @@ func TestResolveErrors(t *testing.T) {
 				prov("team-b", "pg", "postgresql", "15.0.0", scope(registry.Scope{})),
 				prov("team-a", "pg", "postgresql", "15.0.0", scope(registry.Scope{ServiceAccounts: []string{"other"}})),
 			},
-			wantReason: "2 matching provider(s), none whose scope admits consumer team-a/checkout",
+			wantReason: "2 matching provider(s), none whose scope admits this consumer (namespace team-a)",
 		},
 		{
 			name:     "none ready",
