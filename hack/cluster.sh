@@ -18,6 +18,9 @@
 #                       (e.g. ddi.local/ddi:dev), user 65532 unless a -user
 #                       flag says otherwise, and import it when the cluster
 #                       is up; prints the tarball path
+#   smoke               prove the running cluster: a Knative Service answers
+#                       through the KIngress and from a pod, scales to zero
+#                       and wakes up (DDI_SMOKE_ZERO=0 skips scale to zero)
 #   kubeconfig          print the admin kubeconfig path
 #   env                 print shell exports (KUBECONFIG, ingress address)
 #
@@ -47,6 +50,7 @@ readonly KNATIVE_CACHING=knative.dev/caching
 readonly IMAGE_REGISTRY=ddi.local
 readonly PAUSE_IMAGE=$IMAGE_REGISTRY/pause:v1
 readonly HELLO_IMAGE=$IMAGE_REGISTRY/hello:v1
+readonly FETCH_IMAGE=$IMAGE_REGISTRY/fetch:v1
 readonly INGRESS_CLASS=kingress.ddi.dev
 readonly KNATIVE_COMPONENTS=(controller autoscaler activator webhook queue)
 
@@ -80,6 +84,9 @@ readonly APISERVER_PORT=6443
 readonly KUBE_PROXY_CHAINS_TABLES=(filter nat mangle)
 readonly FW_CHAIN_IN=DDI-CLUSTER-INPUT
 readonly FW_CHAIN_FWD=DDI-CLUSTER-FORWARD
+# Folders outside the state folder that the components create at fixed
+# paths; down removes those that did not exist before up.
+readonly HOST_DIRS=(/run/containerd /var/lib/cni /var/log/containers /var/log/pods /var/lib/kubelet /usr/libexec/kubernetes)
 
 # ip_at CIDR N: the CIDR's network address plus N (IPv4).
 ip_at() {
@@ -170,6 +177,7 @@ build_binaries() {
 	build_go "$HACK_CLUSTER/static" "go.mod pause" pause ./pause
 	build_go "$HACK_CLUSTER/static" "go.mod runcwrap" runcwrap ./runcwrap
 	build_go "$HACK_CLUSTER/static" "go.mod hello" hello ./hello
+	build_go "$HACK_CLUSTER/static" "go.mod fetch" fetch ./fetch
 	build_go "$HACK_CLUSTER/imgpack" "." imgpack .
 	build_go "$HACK_CLUSTER/knative" "go.mod go.sum kingress" kingress ./kingress
 	build_go "$HACK_CLUSTER/knative" "go.mod go.sum clusterdns" clusterdns ./clusterdns
@@ -225,6 +233,7 @@ build_images() {
 	mkdir -p "$IMAGES"
 	pack_image "$PAUSE_IMAGE" "$BIN/pause" -user "65535:65535" >/dev/null
 	pack_image "$HELLO_IMAGE" "$BIN/hello" -port 8080 >/dev/null
+	pack_image "$FETCH_IMAGE" "$BIN/fetch" >/dev/null
 	local c
 	for c in "${KNATIVE_COMPONENTS[@]}"; do
 		pack_image "$IMAGE_REGISTRY/knative/$c:$KNATIVE_VERSION" "$BIN/knative-$c" >/dev/null
@@ -391,7 +400,7 @@ net_up() {
 		fi
 	fi
 	local d
-	for d in /run/containerd /var/lib/cni /var/log/containers /var/log/pods; do
+	for d in "${HOST_DIRS[@]}"; do
 		[[ -e $d || -n $(recalled "created:$d") ]] || remember "created:$d" 1
 	done
 	if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
@@ -475,6 +484,7 @@ start_control_plane() {
 		--root-ca-file="$PKI/ca.crt" \
 		--cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
 		--cluster-name=ddi-local \
+		--flex-volume-plugin-dir="$STATE/kube-controller-manager/flex" \
 		--profiling=false
 	start_daemon kube-scheduler "$KUBE_BINS/kube-scheduler" \
 		--kubeconfig="$CONF/scheduler.kubeconfig" \
@@ -859,7 +869,7 @@ cmd_down() {
 	v=$(recalled bridge_nf_call_iptables || true)
 	[[ -n $v ]] && echo "$v" >/proc/sys/net/bridge/bridge-nf-call-iptables
 	local d
-	for d in /run/containerd /var/lib/cni /var/log/containers /var/log/pods; do
+	for d in "${HOST_DIRS[@]}"; do
 		[[ -n $(recalled "created:$d" || true) ]] && rm -rf "$d"
 	done
 	rm -rf "$STATE"
@@ -957,6 +967,68 @@ cmd_image() {
 	printf '%s\n' "$tar"
 }
 
+# elapsed_ms START_NS: milliseconds since START_NS (date +%s%N).
+elapsed_ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
+
+# pod_phase NS NAME: the pod's phase.
+pod_phase() { kc -n "$1" get pod "$2" -o jsonpath='{.status.phase}' 2>/dev/null; }
+pod_succeeded() { [[ $(pod_phase "$1" "$2") == Succeeded ]]; }
+# no_pods NS SELECTOR: whether no pod (running or terminating) matches.
+no_pods() { [[ -z $(kc -n "$1" get pods -l "$2" -o name 2>/dev/null) ]]; }
+
+cmd_smoke() {
+	apiserver_ready || die "the cluster is not up (hack/cluster.sh up)"
+	local ns=ddi-smoke host t body
+	host=hello.$ns.example.com
+	kc delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
+	kc create namespace "$ns" >/dev/null
+	log "smoke: creating Knative Service $ns/hello ($HELLO_IMAGE)"
+	t=$(date +%s%N)
+	kc apply -f - >/dev/null 2>&1 <<EOF
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: hello
+  namespace: $ns
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/window: "6s"
+    spec:
+      containers:
+      - image: $HELLO_IMAGE
+        env:
+        - {name: TARGET, value: smoke}
+EOF
+	kc -n "$ns" wait ksvc/hello --for condition=Ready --timeout=120s >/dev/null ||
+		die "Knative Service did not become Ready: $(kc -n "$ns" get ksvc hello -o jsonpath='{.status.conditions}')"
+	log "smoke: Ready in $(elapsed_ms "$t") ms"
+
+	body=$(curl -sf -H "Host: $host" "http://127.0.0.1:$INGRESS_PORT/") || die "curl through the KIngress failed"
+	[[ $body == "hello smoke"* ]] || die "unexpected answer through the KIngress: $body"
+	log "smoke: curl -H 'Host: $host' http://127.0.0.1:$INGRESS_PORT/ -> $body"
+
+	kc -n "$ns" run fetch --image="$FETCH_IMAGE" --image-pull-policy=Never --restart=Never -- \
+		"http://hello.$ns.svc.cluster.local/" "http://hello.$ns/" >/dev/null
+	wait_for "in-cluster fetch" 60 pod_succeeded "$ns" fetch ||
+		die "in-cluster request failed: $(kc -n "$ns" logs fetch 2>&1)"
+	log "smoke: from a pod: $(kc -n "$ns" logs fetch | head -1)"
+
+	if [[ ${DDI_SMOKE_ZERO:-1} == 1 ]]; then
+		log "smoke: waiting for scale to zero (about a minute)"
+		t=$(date +%s%N)
+		wait_for "scale to zero" 240 no_pods "$ns" serving.knative.dev/service=hello ||
+			die "hello did not scale to zero"
+		log "smoke: scaled to zero after $(elapsed_ms "$t") ms"
+		t=$(date +%s%N)
+		body=$(curl -sf -H "Host: $host" "http://127.0.0.1:$INGRESS_PORT/") || die "wake-up request failed"
+		log "smoke: woke up through the activator in $(elapsed_ms "$t") ms -> $body"
+	fi
+	kc delete namespace "$ns" --wait=false >/dev/null
+	log "smoke: passed"
+}
+
 main() {
 	local verb=${1:-}
 	[[ $# -gt 0 ]] && shift
@@ -966,6 +1038,7 @@ main() {
 	status) cmd_status ;;
 	build) cmd_build ;;
 	image) cmd_image "$@" ;;
+	smoke) cmd_smoke ;;
 	kubeconfig) printf '%s\n' "$KUBECONFIG_ADMIN" ;;
 	env)
 		printf 'export KUBECONFIG=%s\n' "$KUBECONFIG_ADMIN"
