@@ -94,7 +94,7 @@ func TestClientRequests(t *testing.T) {
 		{Method: "POST", Path: "/v1/providers/team/greeter/renew", Body: `{"ttl":"30s"}`},
 		{Method: "POST", Path: "/v1/resolve", Body: `{"consumer":{"namespace":"team","name":"fn"},"dependency":"g=greeter"}`},
 		{Method: "GET", Path: "/v1/sidecars"},
-		{Method: "POST", Path: "/v1/ack", Body: `{"sidecarID":"sc","version":3,"hash":"h"}`},
+		{Method: "POST", Path: "/v1/ack", Body: `{"sidecarID":"sc","stream":"","version":3,"hash":"h"}`},
 	}
 	if diff := cmp.Diff(want, *reqs); diff != "" {
 		t.Errorf("requests (-want +got):\n%s", diff)

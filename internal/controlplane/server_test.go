@@ -260,7 +260,13 @@ func TestStreamSnapshotsAcksAndResume(t *testing.T) {
 	if len(third.Bindings) != 1 || third.Bindings[0].Provider != "g2" {
 		t.Fatalf("after adding g2 = %+v, want greeter rebound to g2", third)
 	}
-	if code, body := e.do(t, "POST", protocol.AckPath, `{"sidecarID":"sc-1","version":`+itoa(third.Version)+`,"hash":"`+third.Hash+`"}`); code != 204 {
+	if first.Stream == "" {
+		t.Fatalf("first message carries no stream token: %+v", first)
+	}
+	if code, body := e.do(t, "POST", protocol.AckPath, `{"sidecarID":"sc-1","stream":"forged","version":`+itoa(third.Version)+`,"hash":"`+third.Hash+`"}`); code != 400 || !strings.Contains(body, `"field":"stream"`) {
+		t.Fatalf("ack with a forged stream token = %d %s, want 400 naming stream", code, body)
+	}
+	if code, body := e.do(t, "POST", protocol.AckPath, `{"sidecarID":"sc-1","stream":"`+first.Stream+`","version":`+itoa(third.Version)+`,"hash":"`+third.Hash+`"}`); code != 204 {
 		t.Fatalf("ack = %d %s", code, body)
 	}
 	if code, body := e.do(t, "POST", protocol.AckPath, `{"sidecarID":"nobody","version":1,"hash":"x"}`); code != 404 {

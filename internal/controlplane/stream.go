@@ -2,6 +2,8 @@ package controlplane
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"maps"
@@ -18,6 +20,7 @@ import (
 // session is one connected sidecar stream.
 type session struct {
 	sidecarID   string
+	streamToken string
 	id          Identity
 	remote      string
 	connectedAt time.Time
@@ -95,7 +98,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	sess := &session{sidecarID: hello.SidecarID, id: id, remote: r.RemoteAddr, connectedAt: time.Now(), cancel: cancel}
+	sess := &session{sidecarID: hello.SidecarID, streamToken: rand.Text(), id: id, remote: r.RemoteAddr, connectedAt: time.Now(), cancel: cancel}
 	s.mu.Lock()
 	if old, ok := s.sessions[hello.SidecarID]; ok {
 		old.cancel() // a reconnect replaces its stale predecessor
@@ -174,6 +177,9 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 				prev[b.Name] = b
 			}
 		}
+		if first {
+			msg.Stream = sess.streamToken
+		}
 		first = false
 		if msg != nil {
 			if err := send(msg); err != nil {
@@ -223,6 +229,11 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	sess, ok := s.sessions[ack.SidecarID]
+	if ok && subtle.ConstantTimeCompare([]byte(ack.Stream), []byte(sess.streamToken)) != 1 {
+		s.mu.Unlock()
+		httpapi.WriteProblem(w, httpapi.FieldProblem("stream", "stream does not match the open stream of sidecar "+ack.SidecarID+": ack with the token of the stream's first message"))
+		return
+	}
 	if ok {
 		if ack.Error != "" {
 			sess.ackError = ack.Error

@@ -54,7 +54,11 @@ const (
 
 // Message is one line of the stream.
 type Message struct {
-	Type       string                `json:"type"`
+	Type string `json:"type"`
+	// Stream is a random token the control plane puts on the first
+	// message of a stream; acks must carry it, so only the holder of the
+	// stream can acknowledge for its sidecar.
+	Stream     string                `json:"stream,omitempty"`
 	Version    int64                 `json:"version,omitempty"`
 	Hash       string                `json:"hash,omitempty"`
 	Consumer   *registry.Consumer    `json:"consumer,omitempty"`
@@ -67,6 +71,7 @@ type Message struct {
 // of POST /v1/ack.
 type Ack struct {
 	SidecarID string `json:"sidecarID"`
+	Stream    string `json:"stream"`
 	Version   int64  `json:"version"`
 	Hash      string `json:"hash"`
 	Error     string `json:"error,omitempty"`

@@ -127,6 +127,7 @@ func (st *streamer) session(ctx context.Context) (healthy bool, err error) {
 	watchdog := time.AfterFunc(st.heartbeatTimeout, func() { cancel(errSilent) })
 	defer watchdog.Stop()
 
+	var token string // from the stream's first message; acks carry it
 	for {
 		m, err := s.Recv()
 		if err != nil {
@@ -136,6 +137,9 @@ func (st *streamer) session(ctx context.Context) (healthy bool, err error) {
 			return healthy, err
 		}
 		watchdog.Reset(st.heartbeatTimeout)
+		if m.Stream != "" {
+			token = m.Stream
+		}
 		switch m.Type {
 		case protocol.TypeSnapshot:
 			hash := m.Hash
@@ -149,13 +153,13 @@ func (st *streamer) session(ctx context.Context) (healthy bool, err error) {
 				st.onApply(snap)
 			}
 			st.log.Info("snapshot applied", "version", m.Version, "bindings", len(snap.names), "unresolved", len(snap.unresolved))
-			st.ack(ctx, m.Version, hash)
+			st.ack(ctx, token, m.Version, hash)
 			healthy = true
 			st.setConnected(true, "")
 		case protocol.TypeUnchanged:
 			// Our copy is current; a sidecar that restarted never resumes,
 			// so the cache already holds this version.
-			st.ack(ctx, m.Version, m.Hash)
+			st.ack(ctx, token, m.Version, m.Hash)
 			healthy = true
 			st.setConnected(true, "")
 		case protocol.TypeHeartbeat:
@@ -168,8 +172,8 @@ func (st *streamer) session(ctx context.Context) (healthy bool, err error) {
 }
 
 // ack acknowledges a version and remembers it for the next resume.
-func (st *streamer) ack(ctx context.Context, version int64, hash string) {
-	a := protocol.Ack{SidecarID: st.hello.SidecarID, Version: version, Hash: hash}
+func (st *streamer) ack(ctx context.Context, token string, version int64, hash string) {
+	a := protocol.Ack{SidecarID: st.hello.SidecarID, Stream: token, Version: version, Hash: hash}
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := st.client.Ack(actx, a); err != nil && !errors.Is(err, context.Canceled) {
