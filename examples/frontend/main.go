@@ -1,0 +1,97 @@
+// Command frontend is an example function with one dependency, "greeter"
+// (declared in its ddi.dev/dependencies annotation or with ddi run --dep).
+// It never names greeter's address: GET / invokes greeter through the ddi
+// sidecar; GET /direct calls greeter's bound address directly (to measure
+// what the sidecar adds); GET /bindings shows the Service Binding files
+// the sidecar projected into this container.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	ddi "ddi.dev/ddi/sdk"
+)
+
+// deps is filled by ddi.Inject: an *http.Client aimed at the greeter
+// through the sidecar, and one that goes straight to its bound address.
+type deps struct {
+	Greeter       *http.Client `ddi:"greeter"`
+	GreeterDirect *http.Client `ddi:"greeter,direct"`
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var d deps
+	// Lazy: the function starts even before greeter is bound; calls then
+	// fail with a clear error until it is.
+	if err := ddi.Inject(ctx, &d, ddi.Lazy()); err != nil {
+		log.Printf("inject: %v", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { relay(w, r, d.Greeter) })
+	mux.HandleFunc("GET /direct", func(w http.ResponseWriter, r *http.Request) { relay(w, r, d.GreeterDirect) })
+	mux.HandleFunc("GET /bindings", func(w http.ResponseWriter, r *http.Request) {
+		files := map[string]string{}
+		root := os.Getenv("SERVICE_BINDING_ROOT")
+		_ = filepath.WalkDir(root, func(path string, e os.DirEntry, err error) error {
+			if err != nil || e.IsDir() || e.Name()[0] == '.' {
+				return nil
+			}
+			rel, _ := filepath.Rel(root, path)
+			if filepath.Base(rel) == "password" {
+				files[rel] = "(hidden)"
+				return nil
+			}
+			b, _ := os.ReadFile(path)
+			files[rel] = string(b)
+			return nil
+		})
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"root": root, "files": files})
+	})
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	srv := &http.Server{Addr: ":" + port, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.Printf("frontend listening on :%s", port)
+	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+		log.Fatal(err)
+	}
+}
+
+func relay(w http.ResponseWriter, r *http.Request, c *http.Client) {
+	if c == nil {
+		http.Error(w, "greeter is not injected yet", http.StatusServiceUnavailable)
+		return
+	}
+	req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://greeter/", nil)
+	if tp := r.Header.Get("traceparent"); tp != "" {
+		req.Header.Set("traceparent", tp)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		http.Error(w, "greeter: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+}
