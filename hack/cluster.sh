@@ -144,7 +144,7 @@ ensure_packages() {
 # --- builds ------------------------------------------------------------------
 # src_hash DIR...: a hash of the Go sources and module files under DIRs.
 src_hash() {
-	find "$@" -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 |
+	find "$@" -type f \( -name '*.go' ! -name '*_test.go' -o -name go.mod -o -name go.sum \) -print0 |
 		LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
 }
 
@@ -260,8 +260,13 @@ start_daemon() {
 	local name=$1
 	shift
 	if running "$name"; then
-		log "$name: already running (pid $(<"$PIDS/$name.pid"))"
-		return 0
+		if [[ $(readlink "/proc/$(<"$PIDS/$name.pid")/exe") == *" (deleted)" ]]; then
+			log "$name: binary was rebuilt, restarting"
+			stop_daemons 10 "$name"
+		else
+			log "$name: already running (pid $(<"$PIDS/$name.pid"))"
+			return 0
+		fi
 	fi
 	mkdir -p "$LOGS" "$PIDS"
 	rm -f "$PIDS/$name.pid"
@@ -284,27 +289,43 @@ running() {
 	pid=$(<"$PIDS/$name.pid")
 	[[ -n $pid && -d /proc/$pid ]] || return 1
 	exe=$(<"$PIDS/$name.exe")
-	[[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$(readlink -f "$exe")" ]]
+	# A rebuilt binary shows as "PATH (deleted)" in a process started before.
+	local actual
+	actual=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+	[[ ${actual% (deleted)} == "$(readlink -f "$exe")" ]]
 }
 
-# stop_daemon NAME [SECONDS]: TERM, wait, then KILL NAME's recorded process.
-stop_daemon() {
-	local name=$1 secs=${2:-10} pid
-	if ! running "$name"; then
+# stop_daemons SECONDS NAME...: TERM the named daemons together, wait up to
+# SECONDS for them to exit, then KILL what is left.
+stop_daemons() {
+	local secs=$1 name pid
+	shift
+	local pids=() names=()
+	for name in "$@"; do
+		if running "$name"; then
+			pid=$(<"$PIDS/$name.pid")
+			kill -TERM "$pid" 2>/dev/null || true
+			pids+=("$pid")
+			names+=("$name")
+		fi
 		rm -f "$PIDS/$name.pid"
-		return 0
-	fi
-	pid=$(<"$PIDS/$name.pid")
-	kill -TERM "$pid" 2>/dev/null || true
-	local deadline=$(($(date +%s) + secs))
-	while [[ -d /proc/$pid ]] && (($(date +%s) < deadline)); do sleep 0.2; done
-	if [[ -d /proc/$pid ]]; then
-		log "$name: still running after ${secs}s, killing"
-		kill -KILL "$pid" 2>/dev/null || true
+	done
+	[[ ${#pids[@]} -gt 0 ]] || return 0
+	local deadline=$(($(date +%s) + secs)) alive i
+	while :; do
+		alive=0
+		for pid in "${pids[@]}"; do [[ -d /proc/$pid ]] && alive=1; done
+		[[ $alive == 0 ]] && break
+		(($(date +%s) < deadline)) || break
 		sleep 0.2
-	fi
-	rm -f "$PIDS/$name.pid"
-	log "$name: stopped"
+	done
+	for i in "${!pids[@]}"; do
+		if [[ -d /proc/${pids[$i]} ]]; then
+			log "${names[$i]}: still running after ${secs}s, killing"
+			kill -KILL "${pids[$i]}" 2>/dev/null || true
+		fi
+	done
+	log "stopped: ${names[*]}"
 }
 
 # --- PKI and kubeconfigs -------------------------------------------------------
@@ -764,7 +785,7 @@ kill_pids() {
 shim_pids() {
 	local p cmd
 	for p in /proc/[0-9]*; do
-		cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
 		[[ $cmd == *containerd-shim* && $cmd == *"$CTD_SOCK"* ]] && printf '%s\n' "${p#/proc/}"
 	done
 	return 0
@@ -801,23 +822,18 @@ drop_kube_chains() {
 cmd_down() {
 	need_root
 	local t=$T0
-	stop_daemon kingress
-	stop_daemon clusterdns
-	stop_daemon kubelet 20
-	stop_daemon kube-proxy
+	stop_daemons 20 kingress clusterdns kubelet kube-proxy
 	if running containerd && [[ -x $BIN/crireset ]]; then
 		log "containerd: removing pod sandboxes"
 		"$BIN/crireset" -endpoint "$CTD_SOCK" -timeout 90s >&2 || log "crireset reported errors; cleaning up by hand"
 	fi
-	stop_daemon containerd 20
+	stop_daemons 20 containerd
 	# shellcheck disable=SC2046
 	kill_pids $(shim_pids)
 	# shellcheck disable=SC2046
 	kill_pids $(kubepods_pids)
-	stop_daemon kube-scheduler
-	stop_daemon kube-controller-manager
-	stop_daemon kube-apiserver 20
-	stop_daemon etcd
+	stop_daemons 20 kube-scheduler kube-controller-manager kube-apiserver
+	stop_daemons 20 etcd
 
 	# Mounts under the state folder (netns, rootfs overlays, shm, volumes), deepest first.
 	local m
@@ -868,12 +884,37 @@ cmd_down() {
 	[[ -n $v ]] && echo "$v" >/proc/sys/net/ipv4/ip_forward
 	v=$(recalled bridge_nf_call_iptables || true)
 	[[ -n $v ]] && echo "$v" >/proc/sys/net/bridge/bridge-nf-call-iptables
-	local d
+	local d created=()
 	for d in "${HOST_DIRS[@]}"; do
-		[[ -n $(recalled "created:$d" || true) ]] && rm -rf "$d"
+		[[ -n $(recalled "created:$d" || true) ]] && created+=("$d")
 	done
+	[[ ${#created[@]} -gt 0 ]] && rm -rf "${created[@]}"
 	rm -rf "$STATE"
+	check_clean "${created[@]}"
 	log "down: done in $(($(date +%s) - t))s"
+}
+
+# check_clean [DIR...]: warn about anything of the cluster's that is still
+# there, DIRs included.
+check_clean() {
+	local left=()
+	[[ -n $(shim_pids) ]] && left+=("containerd shims: $(shim_pids | tr '\n' ' ')")
+	[[ -n $(kubepods_pids) ]] && left+=("pod processes: $(kubepods_pids | tr '\n' ' ')")
+	ip link show "$BRIDGE" >/dev/null 2>&1 && left+=("bridge $BRIDGE")
+	grep -q " $STATE/" /proc/self/mountinfo && left+=("mounts under $STATE")
+	ls -d /sys/fs/cgroup/*/kubepods >/dev/null 2>&1 && left+=("kubepods cgroups")
+	if command -v iptables-save >/dev/null; then
+		iptables-save 2>/dev/null | grep -qE '^:(KUBE|DDI-CLUSTER)-' && left+=("iptables chains")
+	fi
+	local d
+	for d in "$STATE" "$@"; do
+		[[ -e $d ]] && left+=("$d")
+	done
+	if [[ ${#left[@]} -gt 0 ]]; then
+		log "warning: left behind: ${left[*]}"
+		return 1
+	fi
+	log "down: nothing left (processes, mounts, links, iptables, folders)"
 }
 
 # status_line NAME CHECK...: one component's line.
