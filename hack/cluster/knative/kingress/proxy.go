@@ -24,6 +24,7 @@ type targetKey struct{}
 
 type target struct {
 	addr  string
+	h2c   bool // the backend port speaks HTTP/2 without TLS
 	route *path
 	split *netv1alpha1.IngressBackendSplit
 }
@@ -50,8 +51,10 @@ func newProxy(log *slog.Logger, public bool, t *atomic.Pointer[table], svc corel
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:       rewrite,
 		FlushInterval: -1,
+		// The backend Service port, not the client, decides the protocol:
+		// Knative names h2c ports "http2" (appProtocol kubernetes.io/h2c).
 		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			if r.ProtoMajor == 2 {
+			if t, ok := r.Context().Value(targetKey{}).(*target); ok && t.h2c {
 				return h2c.RoundTrip(r)
 			}
 			return h1.RoundTrip(r)
@@ -84,7 +87,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "kingress: route has no backend", http.StatusServiceUnavailable)
 		return
 	}
-	addr, err := p.resolve(split.IngressBackend)
+	addr, h2c, err := p.resolve(split.IngressBackend)
 	if err != nil {
 		p.log.Warn("no backend", "host", r.Host, "ingress", route.ingress,
 			"service", split.ServiceNamespace+"/"+split.ServiceName, "err", err)
@@ -92,7 +95,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ctx := context.WithValue(r.Context(), targetKey{}, &target{addr: addr, route: route, split: split})
+	ctx := context.WithValue(r.Context(), targetKey{}, &target{addr: addr, h2c: h2c, route: route, split: split})
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
 }
 
@@ -118,11 +121,12 @@ func rewrite(pr *httputil.ProxyRequest) {
 var errNoEndpoints = errors.New("no ready endpoints")
 
 // resolve returns host:port of a ready endpoint behind the backend's
-// Service port, or the Service's cluster IP when it has no Endpoints object.
-func (p *proxy) resolve(b netv1alpha1.IngressBackend) (string, error) {
+// Service port (or the Service's cluster IP when it has no Endpoints
+// object), and whether that port speaks h2c.
+func (p *proxy) resolve(b netv1alpha1.IngressBackend) (string, bool, error) {
 	svc, err := p.services.Services(b.ServiceNamespace).Get(b.ServiceName)
 	if err != nil {
-		return "", fmt.Errorf("service %s/%s: %w", b.ServiceNamespace, b.ServiceName, err)
+		return "", false, fmt.Errorf("service %s/%s: %w", b.ServiceNamespace, b.ServiceName, err)
 	}
 	var sp *corev1.ServicePort
 	for i := range svc.Spec.Ports {
@@ -134,17 +138,18 @@ func (p *proxy) resolve(b netv1alpha1.IngressBackend) (string, error) {
 		}
 	}
 	if sp == nil {
-		return "", fmt.Errorf("service %s/%s has no port %s", b.ServiceNamespace, b.ServiceName, b.ServicePort.String())
+		return "", false, fmt.Errorf("service %s/%s has no port %s", b.ServiceNamespace, b.ServiceName, b.ServicePort.String())
 	}
+	h2c := sp.Name == "http2" || sp.Name == "h2c" || (sp.AppProtocol != nil && *sp.AppProtocol == "kubernetes.io/h2c")
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
-		return net.JoinHostPort(svc.Spec.ExternalName, strconv.Itoa(int(sp.Port))), nil
+		return net.JoinHostPort(svc.Spec.ExternalName, strconv.Itoa(int(sp.Port))), h2c, nil
 	}
 	eps, err := p.endpoints.Endpoints(b.ServiceNamespace).Get(b.ServiceName)
 	if apierrors.IsNotFound(err) && svc.Spec.ClusterIP != "" && svc.Spec.ClusterIP != corev1.ClusterIPNone {
-		return net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(sp.Port))), nil
+		return net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(sp.Port))), h2c, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("endpoints %s/%s: %w", b.ServiceNamespace, b.ServiceName, err)
+		return "", false, fmt.Errorf("endpoints %s/%s: %w", b.ServiceNamespace, b.ServiceName, err)
 	}
 	var addrs []string
 	for _, ss := range eps.Subsets {
@@ -163,7 +168,7 @@ func (p *proxy) resolve(b netv1alpha1.IngressBackend) (string, error) {
 		}
 	}
 	if len(addrs) == 0 {
-		return "", fmt.Errorf("service %s/%s port %s: %w", b.ServiceNamespace, b.ServiceName, b.ServicePort.String(), errNoEndpoints)
+		return "", false, fmt.Errorf("service %s/%s port %s: %w", b.ServiceNamespace, b.ServiceName, b.ServicePort.String(), errNoEndpoints)
 	}
-	return addrs[rand.IntN(len(addrs))], nil
+	return addrs[rand.IntN(len(addrs))], h2c, nil
 }
