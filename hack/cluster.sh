@@ -102,6 +102,10 @@ readonly API_SERVICE_IP
 readonly POD_PREFIX=${POD_CIDR#*/}
 
 export GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0
+# Should a proxy be configured for the registries, the cluster's own
+# addresses must never go through it.
+NO_PROXY="${NO_PROXY:+$NO_PROXY,}127.0.0.1,localhost,$NODE_IP,$POD_CIDR,$SERVICE_CIDR,.svc,.cluster.local"
+export NO_PROXY no_proxy=$NO_PROXY
 export GOFLAGS="-mod=readonly -buildvcs=false"
 
 T0=$(date +%s)
@@ -272,7 +276,9 @@ start_daemon() {
 	rm -f "$PIDS/$name.pid"
 	printf '%s\n' "$1" >"$PIDS/$name.exe"
 	# The inner shell writes its own PID, then becomes CMD.
-	setsid bash -c 'echo $$ >"$0"; exec "$@"' "$PIDS/$name.pid" "$@" \
+	# No proxy: every address the cluster talks to is on this machine.
+	setsid env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY -u ALL_PROXY -u all_proxy \
+		bash -c 'echo $$ >"$0"; exec "$@"' "$PIDS/$name.pid" "$@" \
 		>>"$LOGS/$name.log" 2>&1 </dev/null &
 	local i
 	for i in $(seq 50); do
@@ -351,7 +357,7 @@ cert() {
 # kubeconfig FILE CERT_NAME: a kubeconfig with embedded certificates.
 kubeconfig() {
 	local file=$1 name=$2
-	cat >"$file" <<EOF
+	write_file "$file" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
@@ -516,9 +522,21 @@ start_control_plane() {
 }
 
 # --- node ------------------------------------------------------------------------
+# write_file FILE: write stdin to FILE only when it differs (kube-proxy exits
+# when its configuration file changes under it).
+write_file() {
+	local tmp=$1.tmp
+	cat >"$tmp"
+	if cmp -s "$tmp" "$1"; then
+		rm -f "$tmp"
+	else
+		mv -f "$tmp" "$1"
+	fi
+}
+
 write_containerd_config() {
 	mkdir -p "$CTD_DIR" "$STATE/cni/net.d" "$STATE/cni/ipam"
-	cat >"$CTD_DIR/config.toml" <<EOF
+	write_file "$CTD_DIR/config.toml" <<EOF
 version = 2
 root = "$CTD_DIR/root"
 state = "$CTD_DIR/state"
@@ -554,7 +572,7 @@ state = "$CTD_DIR/state"
     conf_dir = "$STATE/cni/net.d"
     max_conf_num = 1
 EOF
-	cat >"$STATE/cni/net.d/10-ddi.conflist" <<EOF
+	write_file "$STATE/cni/net.d/10-ddi.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "ddi-pods",
@@ -579,8 +597,8 @@ EOF
 
 write_kubelet_config() {
 	mkdir -p "$STATE/kubelet" "$STATE/pod-logs"
-	: >"$CONF/resolv.conf"
-	cat >"$CONF/kubelet.yaml" <<EOF
+	: | write_file "$CONF/resolv.conf"
+	write_file "$CONF/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 failCgroupV1: false
@@ -617,7 +635,7 @@ imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 maxPods: 110
 EOF
-	cat >"$CONF/kube-proxy.yaml" <<EOF
+	write_file "$CONF/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection:
