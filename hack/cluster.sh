@@ -968,7 +968,7 @@ cmd_status() {
 	status_line containerd ctr --address "$CTD_SOCK" version
 	status_line kubelet curl -sf http://127.0.0.1:10248/healthz
 	status_line kube-proxy curl -sf http://127.0.0.1:10256/healthz
-	status_line clusterdns
+	status_line clusterdns "$BIN/clusterdns" -probe kubernetes.default.svc.cluster.local. -listen "$NODE_IP:53"
 	status_line kingress bash -c "exec 3<>/dev/tcp/127.0.0.1/$INGRESS_PORT"
 	local total=0 n pid
 	for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy clusterdns kingress; do

@@ -47,8 +47,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	domain := fl.String("domain", "cluster.local", "cluster domain")
 	ttl := fl.Uint("ttl", 5, "TTL of answers, seconds")
 	logLevel := fl.String("log-level", "info", "debug, info, warn or error")
+	probe := fl.String("probe", "", "instead of serving, resolve this name at -listen and exit (health check)")
 	if err := fl.Parse(args); err != nil {
 		return err
+	}
+	if *probe != "" {
+		return probeServer(ctx, *listen, *probe)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -104,5 +108,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
+	return nil
+}
+
+// probeServer resolves name through the server at addr, as a pod would.
+func probeServer(ctx context.Context, addr, name string) error {
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	ips, err := r.LookupHost(ctx, name)
+	if err != nil {
+		return fmt.Errorf("probe %s at %s: %w", name, addr, err)
+	}
+	fmt.Printf("%s %v\n", name, ips)
 	return nil
 }
