@@ -133,7 +133,7 @@ wait_for() {
 
 # --- packages ----------------------------------------------------------------
 ensure_packages() {
-	local want=(containerd runc containernetworking-plugins iptables conntrack openssl) missing=() p
+	local want=(containerd runc containernetworking-plugins iptables conntrack openssl curl iproute2) missing=() p
 	for p in "${want[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 	done
@@ -213,23 +213,26 @@ build_binaries() {
 image_tar() { printf '%s/%s.tar' "$IMAGES" "$(printf '%s' "$1" | tr '/:@' '___')"; }
 
 # pack_image REF BINARY [IMGPACK FLAGS...]: pack BINARY as /ko-app/NAME into
-# REF unless the tarball is newer than the binary. Runs as 65532 unless a
-# -user flag is given. Prints the tarball path.
+# REF, unless the same binary was packed with the same flags before. Runs as
+# 65532 unless a -user flag is given. Prints the tarball path.
 pack_image() {
 	local ref=$1 src=$2
 	shift 2
-	local tar
+	local tar stamp
 	tar=$(image_tar "$ref")
 	mkdir -p "$IMAGES"
-	if [[ -f $tar && $tar -nt $src && $tar -nt $BIN/imgpack ]]; then
+	local user=(-user 65532) a
+	for a in "$@"; do [[ $a == -user || $a == --user || $a == -user=* || $a == --user=* ]] && user=(); done
+	local dest args
+	dest=/ko-app/$(basename "$src")
+	args=(-t "$ref" "${user[@]}" -env KO_DATA_PATH=/var/run/ko "$@" "$src:$dest")
+	stamp=$({ sha256sum "$src" "$BIN/imgpack" | cut -d' ' -f1; printf '%s\n' "${args[@]}"; } | sha256sum | cut -c1-16)
+	if [[ -f $tar && -f $tar.stamp && $(<"$tar.stamp") == "$stamp" ]]; then
 		printf '%s\n' "$tar"
 		return 0
 	fi
-	local user=(-user 65532) a
-	for a in "$@"; do [[ $a == -user || $a == --user || $a == -user=* || $a == --user=* ]] && user=(); done
-	local dest
-	dest=/ko-app/$(basename "$src")
-	"$BIN/imgpack" -o "$tar" -t "$ref" "${user[@]}" -env KO_DATA_PATH=/var/run/ko "$@" "$src:$dest" >&2
+	"$BIN/imgpack" -o "$tar" "${args[@]}" >&2
+	printf '%s\n' "$stamp" >"$tar.stamp"
 	printf '%s\n' "$tar"
 }
 
