@@ -898,6 +898,13 @@ cmd_down() {
 		log "network: removed bridge $BRIDGE"
 	fi
 	ip route del "$SERVICE_CIDR" 2>/dev/null || true
+	# Connection tracking entries of pod and service traffic.
+	if command -v conntrack >/dev/null; then
+		local cidr flag
+		for cidr in "$POD_CIDR" "$SERVICE_CIDR"; do
+			for flag in -s -d; do conntrack -D "$flag" "$cidr" >/dev/null 2>&1 || true; done
+		done
+	fi
 
 	# Settings and folders that up changed or created.
 	local v
