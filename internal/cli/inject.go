@@ -16,7 +16,7 @@ func init() { extraCommands = append(extraCommands, newInjectCmd) }
 
 func newInjectCmd(g *globals) *cobra.Command {
 	var (
-		file, image, controlPlane, mode string
+		file, image, controlPlane, caFile, mode string
 	)
 	cmd := &cobra.Command{
 		Use:   "inject -f FILE",
@@ -26,7 +26,9 @@ Pod and pod template in FILE: Pods, Deployments, StatefulSets, DaemonSets,
 ReplicaSets, Jobs, CronJobs, and Knative Services and Configurations. It
 writes the result to stdout in the input's format (YAML or JSON). Objects
 that opt out with ddi.dev/inject: "false" and objects already injected are
-copied unchanged. FILE "-" reads stdin. See docs/injection.md.`,
+copied unchanged. FILE "-" reads stdin. Sidecars injected offline trust
+the control plane's https certificate only with --control-plane-ca-file.
+See docs/injection.md.`,
 		Example: `  ddi inject -f deployment.yaml | kubectl apply -f -
   ddi inject -f ksvc.yaml --image registry.local/ddi:v0.1.0`,
 		Args: cobra.NoArgs,
@@ -53,6 +55,13 @@ copied unchanged. FILE "-" reads stdin. See docs/injection.md.`,
 			if controlPlane != "" {
 				cfg.ControlPlaneURL = controlPlane
 			}
+			if caFile != "" {
+				ca, err := os.ReadFile(caFile)
+				if err != nil {
+					return fmt.Errorf("--control-plane-ca-file: %w", err)
+				}
+				cfg.ControlPlaneCA = string(ca)
+			}
 			switch mode {
 			case "native":
 				cfg.NativeSidecars = true
@@ -76,6 +85,7 @@ copied unchanged. FILE "-" reads stdin. See docs/injection.md.`,
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "manifest to inject (YAML or JSON; - for stdin)")
 	cmd.Flags().StringVar(&image, "image", "", "sidecar image (default "+def.Image+")")
 	cmd.Flags().StringVar(&controlPlane, "control-plane-url", "", "control plane URL the sidecars use (default "+def.ControlPlaneURL+")")
+	cmd.Flags().StringVar(&caFile, "control-plane-ca-file", "", "PEM file of the CA the sidecars trust for the control plane, set in their DDI_CONTROL_PLANE_CA (the webhook sets the controller's own; offline, take ca.crt from Secret ddi-system/ddi-webhook-certs)")
 	cmd.Flags().StringVar(&mode, "mode", "native", "sidecar mode: native (an init container with restartPolicy Always) or container")
 	return cmd
 }

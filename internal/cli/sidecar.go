@@ -28,7 +28,9 @@ projects them as Service Binding files, proxies invocations, and keeps
 everything current from the control plane's snapshot stream.
 
 Every flag can also be set through the environment variable shown in its
-help; flags win over the environment.`,
+help; flags win over the environment. On Kubernetes the injector sets
+DDI_CONTROL_PLANE (https) and DDI_CONTROL_PLANE_CA, the PEM of the CA that
+signed the controller's certificate (docs/injection.md).`,
 		Example: `  ddi sidecar --name frontend --dep greeter=http@^1 --binding-root /tmp/bindings
   DDI_NAME=frontend DDI_DEPENDENCIES='greeter=http@^1' ddi sidecar`,
 		Args: cobra.NoArgs,
@@ -46,6 +48,13 @@ help; flags win over the environment.`,
 			envDefault(cmd.Flags(), "binding-root", "SERVICE_BINDING_ROOT")
 			envDefault(cmd.Flags(), "token-file", "DDI_TOKEN_FILE")
 			envDefault(cmd.Flags(), "dependencies", "DDI_DEPENDENCIES")
+			envDefault(cmd.Flags(), "control-plane-ca-file", "DDI_CONTROL_PLANE_CA_FILE")
+			if cfg.CAFile == "" {
+				// The injector hands the CA over in the environment itself.
+				if pem := os.Getenv("DDI_CONTROL_PLANE_CA"); strings.TrimSpace(pem) != "" {
+					cfg.CA = []byte(pem)
+				}
+			}
 			parsed, err := parseDepFlags(deps)
 			if err != nil {
 				return err
@@ -82,6 +91,7 @@ help; flags win over the environment.`,
 	f.StringArrayVar(&deps, "dep", nil, "dependency ALIAS=SELECTOR; repeatable")
 	f.StringVar(&depsAnnotation, "dependencies", "", "dependencies as in the ddi.dev/dependencies annotation: ALIAS=SELECTOR;... ($DDI_DEPENDENCIES)")
 	f.StringVar(&cfg.BindingRoot, "binding-root", "", "directory for Service Binding files; empty disables them ($SERVICE_BINDING_ROOT)")
+	f.StringVar(&cfg.CAFile, "control-plane-ca-file", "", "PEM file of the CAs trusted for an https control plane instead of the system roots ($DDI_CONTROL_PLANE_CA_FILE; else the PEM itself in $DDI_CONTROL_PLANE_CA, as injected on Kubernetes)")
 	f.StringVar(&cfg.TokenFile, "token-file", "", "file holding the bearer token for the control plane, re-read on every connect ($DDI_TOKEN_FILE)")
 	f.DurationVar(&cfg.InvokeTimeout, "invoke-timeout", sidecar.DefaultInvokeTimeout, "default timeout of /v1/invoke requests")
 	f.DurationVar(&cfg.RegistrationTTL, "registration-ttl", sidecar.DefaultRegistrationTTL, "default lease of run-time registrations")

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -23,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +38,7 @@ import (
 
 	"ddi.dev/ddi/api/v1alpha1"
 	ddiclient "ddi.dev/ddi/internal/client"
+	"ddi.dev/ddi/internal/controller"
 	"ddi.dev/ddi/internal/httpapi"
 	"ddi.dev/ddi/internal/inject"
 	"ddi.dev/ddi/internal/kubetest"
@@ -89,7 +92,7 @@ func create(t *testing.T, cp *kubetest.ControlPlane, obj client.Object) {
 // first message, or the error that refused the stream.
 func firstMessage(t *testing.T, cp *kubetest.ControlPlane, tokenFile string, hello protocol.Hello) (*protocol.Message, error) {
 	t.Helper()
-	c := &ddiclient.Client{BaseURL: cp.StreamURL, TokenFile: tokenFile}
+	c := &ddiclient.Client{BaseURL: cp.StreamURL, HTTP: cp.StreamHTTP(t), TokenFile: tokenFile}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	s, err := c.Stream(ctx, hello)
@@ -124,45 +127,11 @@ func TestSidecarIdentityAndSecrets(t *testing.T) {
 	t.Run("a sidecar receives exactly its pod's bindings", func(t *testing.T) {
 		// The sidecar claims to be someone else; the control plane ignores
 		// the claim and serves the token's pod.
-		sc, err := sidecar.New(sidecar.Config{
-			ControlPlane: cp.StreamURL, TokenFile: ordersToken,
+		list := sidecarBindings(t, sidecar.Config{
+			ControlPlane: cp.StreamURL, CA: cp.StreamCA, TokenFile: ordersToken,
 			Consumer:     registry.Consumer{Namespace: "kube-system", Name: "liar"},
 			Dependencies: []registry.Dependency{{Alias: "stolen", Selector: registry.Selector{Provider: "db"}}},
-		}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		sctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- sc.Serve(sctx, ln) }()
-		defer func() { cancel(); <-done }()
-
-		var list struct {
-			Bindings   []registry.Binding    `json:"bindings"`
-			Unresolved []registry.Unresolved `json:"unresolved"`
-		}
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			resp, err := http.Get("http://" + ln.Addr().String() + "/v1/bindings")
-			if err == nil {
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					if err := json.Unmarshal(b, &list); err != nil {
-						t.Fatal(err)
-					}
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the sidecar got no snapshot within 20s (last: %v)", err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		})
 		if len(list.Bindings) != 1 || len(list.Unresolved) != 0 {
 			t.Fatalf("bindings = %+v, unresolved = %+v; want just db", list.Bindings, list.Unresolved)
 		}
@@ -173,6 +142,41 @@ func TestSidecarIdentityAndSecrets(t *testing.T) {
 		want := map[string]string{"username": "orders", "password": "s3cret"}
 		if len(b.Secret) != 2 || b.Secret["username"] != want["username"] || b.Secret["password"] != want["password"] {
 			t.Errorf("secret = %v, want only the referenced keys %v", b.Secret, want)
+		}
+	})
+
+	t.Run("an injected sidecar trusts the stream with the CA in its pod", func(t *testing.T) {
+		p := pod("orders-injected", "orders", "db=postgresql@^15")
+		p.Labels[inject.KeyInject] = "true"
+		create(t, cp, p)
+		ca := injectedCA(t, p)
+		if ca != string(cp.StreamCA) {
+			t.Errorf("%s = %q, want the CA of the stream's certificate %q", inject.EnvControlPlaneCA, ca, cp.StreamCA)
+		}
+		list := sidecarBindings(t, sidecar.Config{ControlPlane: cp.StreamURL, CA: []byte(ca), TokenFile: podToken(t, cp, p),
+			Consumer: registry.Consumer{Name: "orders"}})
+		if len(list.Bindings) != 1 || list.Bindings[0].Name != "db" || list.Bindings[0].Secret["password"] != "s3cret" {
+			t.Errorf("bindings = %+v, want db with its secret", list.Bindings)
+		}
+	})
+
+	t.Run("refused: a client without the CA", func(t *testing.T) {
+		c := &ddiclient.Client{BaseURL: cp.StreamURL, TokenFile: ordersToken} // system roots
+		_, err := c.Stream(t.Context(), protocol.Hello{SidecarID: "probe-no-ca"})
+		var verr *tls.CertificateVerificationError
+		if !errors.As(err, &verr) {
+			t.Errorf("stream without the CA: err = %v, want a certificate verification error", err)
+		}
+	})
+
+	t.Run("refused: plain HTTP", func(t *testing.T) {
+		resp, err := http.Get("http://" + strings.TrimPrefix(cp.StreamURL, "https://") + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("GET /healthz over plain HTTP = %d, want 400 (the port speaks TLS only)", resp.StatusCode)
 		}
 	})
 
@@ -283,6 +287,71 @@ func TestSidecarIdentityAndSecrets(t *testing.T) {
 			t.Errorf("bindings %v, unresolved %+v; want db,primary bound and cache unresolved", got, m.Unresolved)
 		}
 	})
+}
+
+// bindingList is the sidecar's GET /v1/bindings.
+type bindingList struct {
+	Bindings   []registry.Binding    `json:"bindings"`
+	Unresolved []registry.Unresolved `json:"unresolved"`
+}
+
+// sidecarBindings runs a sidecar with cfg until it has its first snapshot
+// and returns its bindings.
+func sidecarBindings(t *testing.T, cfg sidecar.Config) bindingList {
+	t.Helper()
+	sc, err := sidecar.New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- sc.Serve(sctx, ln) }()
+	defer func() { cancel(); <-done }()
+
+	var list bindingList
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/v1/bindings")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				if err := json.Unmarshal(b, &list); err != nil {
+					t.Fatal(err)
+				}
+				return list
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sidecar got no snapshot within 20s (last: %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// injectedCA returns the DDI_CONTROL_PLANE_CA the webhook gave the sidecar
+// of p (as created).
+func injectedCA(t *testing.T, p *corev1.Pod) string {
+	t.Helper()
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for _, c := range cs {
+			if c.Name != inject.SidecarName {
+				continue
+			}
+			for _, e := range c.Env {
+				if e.Name == inject.EnvControlPlaneCA {
+					return e.Value
+				}
+			}
+			t.Fatalf("the sidecar of pod %s has no %s", p.Name, inject.EnvControlPlaneCA)
+		}
+	}
+	t.Fatalf("pod %s was not injected", p.Name)
+	return ""
 }
 
 func keys(m map[string]string) []string {
@@ -500,7 +569,7 @@ func TestWithControllerManager(t *testing.T) {
 	t.Run("a run-time registration dies with its pod", func(t *testing.T) {
 		owner := pod("registrar-1", "registrar", "")
 		create(t, cp, owner)
-		c := &ddiclient.Client{BaseURL: cp.StreamURL, TokenFile: podToken(t, cp, owner)}
+		c := &ddiclient.Client{BaseURL: cp.StreamURL, HTTP: cp.StreamHTTP(t), TokenFile: podToken(t, cp, owner)}
 		reg := registry.Provider{Namespace: ns, Name: "registrar-api", Type: "http", Version: "1.0.0",
 			Endpoints: []registry.Endpoint{{URL: "http://10.0.0.9:8080", Ready: true}},
 			Lease:     &registry.Lease{TTL: registry.Duration(time.Hour)}}
@@ -548,3 +617,53 @@ func isStatus(err error, status int) bool {
 }
 
 func intstrFromString(s string) intstr.IntOrString { return intstr.FromString(s) }
+
+// TestStreamTLSWithSelfManagedCerts runs the stream on the controller's own
+// certificate: the webhook injects its CA, the certificate names the
+// Service the sidecars dial, and a sidecar with the injected CA streams.
+func TestStreamTLSWithSelfManagedCerts(t *testing.T) {
+	cp := kubetest.RunControlPlane(t, kubetest.Options{SelfManagedCerts: true})
+	cp.Namespace(t, ns, map[string]string{inject.KeyInject: inject.NamespaceEnabled})
+	cp.ServiceAccount(t, ns, "fn")
+	create(t, cp, &v1alpha1.Provider{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "greeter"}, Spec: v1alpha1.ProviderSpec{
+		Type: "http", Version: "1.2.0", Endpoints: []v1alpha1.Endpoint{{URL: "http://10.1.2.3:8080", Ready: true}}}})
+	p := pod("frontend-1", "frontend", "greeter=http@^1")
+	create(t, cp, p)
+
+	ca := injectedCA(t, p)
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if err := cp.Client.Get(t.Context(), client.ObjectKey{Name: controller.DefaultWebhookConfigName}, &mwc); err != nil {
+		t.Fatal(err)
+	}
+	if want := string(mwc.Webhooks[0].ClientConfig.CABundle); ca != want || ca != string(cp.StreamCA) {
+		t.Errorf("%s = %q, want the webhook's caBundle %q", inject.EnvControlPlaneCA, ca, want)
+	}
+
+	t.Run("the certificate names the sidecars' control plane host", func(t *testing.T) {
+		host := strings.TrimSuffix(strings.TrimPrefix(inject.DefaultControlPlaneURL, "https://"), ":7470")
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM([]byte(ca))
+		conn, err := tls.Dial("tcp", strings.TrimPrefix(cp.StreamURL, "https://"), &tls.Config{ServerName: host, RootCAs: pool})
+		if err != nil {
+			t.Fatalf("TLS to the stream as %s with the injected CA: %v", host, err)
+		}
+		conn.Close()
+	})
+
+	t.Run("a sidecar with the injected CA gets its bindings", func(t *testing.T) {
+		list := sidecarBindings(t, sidecar.Config{ControlPlane: cp.StreamURL, CA: []byte(ca), TokenFile: podToken(t, cp, p),
+			Consumer: registry.Consumer{Name: "frontend"}})
+		if len(list.Bindings) != 1 || list.Bindings[0].Name != "greeter" || list.Bindings[0].Provider != "greeter" {
+			t.Errorf("bindings = %+v, unresolved %+v; want greeter", list.Bindings, list.Unresolved)
+		}
+	})
+
+	t.Run("refused: a client without the CA", func(t *testing.T) {
+		c := &ddiclient.Client{BaseURL: cp.StreamURL, TokenFile: podToken(t, cp, p)}
+		_, err := c.Stream(t.Context(), protocol.Hello{SidecarID: "probe-no-ca"})
+		var verr *tls.CertificateVerificationError
+		if !errors.As(err, &verr) {
+			t.Errorf("stream without the CA: err = %v, want a certificate verification error", err)
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 
 	"github.com/spf13/pflag"
@@ -49,8 +50,10 @@ type Options struct {
 	WebhookHost string
 	WebhookPort int
 	// WebhookCertDir, when set, holds tls.crt and tls.key provided by
-	// someone else (cert-manager): the controller then neither generates
-	// certificates nor touches the caBundle.
+	// someone else (cert-manager), served by the webhook and the stream
+	// and reloaded when they change, and ca.crt, the CA injected into
+	// sidecars: the controller then neither generates certificates nor
+	// touches the caBundle.
 	WebhookCertDir string
 	// WebhookCertHosts are extra DNS names or IPs for the self-managed
 	// serving certificate, such as 127.0.0.1 when the API server calls a
@@ -60,8 +63,14 @@ type Options struct {
 	// certificates. Empty keeps them in memory (out of cluster).
 	CertSecretName string
 	// StreamAddr is where the control plane serves sidecars (the snapshot
-	// stream and the provider API). Empty disables it.
+	// stream and the provider API), over TLS with the webhook's
+	// certificate. Empty disables it.
 	StreamAddr string
+	// StreamInsecure serves StreamAddr over plain HTTP instead, for
+	// development only: the sidecars' tokens then cross the network
+	// unencrypted. Inject.ControlPlaneURL must then be an http:// URL, and
+	// sidecars get no CA.
+	StreamInsecure bool
 	// HealthAddr serves /healthz and /readyz; "0" disables it.
 	HealthAddr string
 	// MetricsAddr serves controller-runtime's metrics; "0" disables them.
@@ -114,15 +123,16 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WebhookConfigName, "webhook-configuration", o.WebhookConfigName, "MutatingWebhookConfiguration whose caBundle the controller keeps current")
 	fs.StringVar(&o.WebhookHost, "webhook-host", o.WebhookHost, "address the webhook listens on (empty: all)")
 	fs.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "port of the webhook's TLS listener")
-	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", o.WebhookCertDir, "directory with tls.crt and tls.key from cert-manager; disables the self-managed certificate and caBundle")
+	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", o.WebhookCertDir, "directory with tls.crt, tls.key and ca.crt from cert-manager, for the webhook and the stream; disables the self-managed certificate and caBundle")
 	fs.StringSliceVar(&o.WebhookCertHosts, "webhook-cert-host", o.WebhookCertHosts, "extra DNS name or IP in the self-managed certificate; repeatable (out of cluster: 127.0.0.1)")
 	fs.StringVar(&o.CertSecretName, "cert-secret", o.CertSecretName, "Secret in --namespace for the self-managed certificates; empty keeps them in memory")
-	fs.StringVar(&o.StreamAddr, "stream-addr", o.StreamAddr, "address of the control plane API for sidecars (snapshot stream, registrations)")
+	fs.StringVar(&o.StreamAddr, "stream-addr", o.StreamAddr, "address of the control plane API for sidecars (snapshot stream, registrations), served over TLS with the webhook's certificate")
+	fs.BoolVar(&o.StreamInsecure, "stream-insecure", o.StreamInsecure, "serve --stream-addr over plain HTTP (development only: pod tokens cross the network unencrypted; needs an http:// --sidecar-control-plane)")
 	fs.StringVar(&o.HealthAddr, "health-addr", o.HealthAddr, `address of /healthz and /readyz ("0" disables)`)
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", o.MetricsAddr, `address of the controller metrics ("0" disables)`)
 	fs.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection, "elect one replica to run the reconcilers")
 	fs.StringVar(&o.Inject.Image, "sidecar-image", o.Inject.Image, "image of the injected sidecar")
-	fs.StringVar(&o.Inject.ControlPlaneURL, "sidecar-control-plane", o.Inject.ControlPlaneURL, "control plane URL the injected sidecars use")
+	fs.StringVar(&o.Inject.ControlPlaneURL, "sidecar-control-plane", o.Inject.ControlPlaneURL, "control plane URL the injected sidecars use; https unless --stream-insecure (its host joins the self-managed certificate)")
 	fs.StringVar(&o.Inject.LogLevel, "sidecar-log-level", o.Inject.LogLevel, "log level of the injected sidecars")
 	fs.StringVar(&o.TokenAudience, "token-audience", o.TokenAudience, "audience of the sidecars' projected service-account tokens")
 }
@@ -142,6 +152,15 @@ func (o *Options) Validate() error {
 	if o.StreamAddr != "" {
 		if _, _, err := net.SplitHostPort(o.StreamAddr); err != nil {
 			errs = append(errs, fmt.Errorf("--stream-addr %q is not host:port", o.StreamAddr))
+		}
+		// A scheme the stream does not speak fails every sidecar.
+		if u, err := url.Parse(o.Inject.ControlPlaneURL); err == nil {
+			switch {
+			case o.StreamInsecure && u.Scheme == "https":
+				errs = append(errs, fmt.Errorf("--stream-insecure serves plain HTTP, but --sidecar-control-plane %q is https: sidecars could not connect; give an http:// URL", o.Inject.ControlPlaneURL))
+			case !o.StreamInsecure && u.Scheme == "http":
+				errs = append(errs, fmt.Errorf("--sidecar-control-plane %q is plain HTTP, but the stream is served over TLS: use https:// (or --stream-insecure for development)", o.Inject.ControlPlaneURL))
+			}
 		}
 	}
 	if o.TokenAudience == "" {

@@ -69,12 +69,24 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
 
-	// The webhook's certificate is ready before the manager starts, so the
-	// first admission call already finds it.
+	// One certificate serves the webhook and the sidecars' stream: the
+	// self-managed one, or cert-manager's in --webhook-cert-dir. It is
+	// ready before the manager starts, so the first admission call and the
+	// first sidecar already find it.
 	whOpts := crwebhook.Options{Host: o.WebhookHost, Port: o.WebhookPort}
-	var certs *webhook.Certs
+	var (
+		certs    *webhook.Certs
+		dir      *certDir
+		getCert  func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+		caBundle func() []byte
+	)
 	if o.WebhookCertDir != "" {
 		whOpts.CertDir = o.WebhookCertDir
+		dir, err = newCertDir(o.WebhookCertDir, log.With("component", "certs"))
+		if err != nil {
+			return err
+		}
+		getCert, caBundle = dir.GetCertificate, dir.CABundle
 	} else {
 		certs, err = newCerts(o, cfg, scheme, log)
 		if err != nil {
@@ -83,7 +95,21 @@ func Run(ctx context.Context, o Options) error {
 		if err := certs.Ensure(ctx); err != nil {
 			return err
 		}
-		whOpts.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = certs.GetCertificate }}
+		getCert, caBundle = certs.GetCertificate, certs.CABundle
+	}
+	whOpts.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = getCert }}
+	var streamTLS *tls.Config
+	if o.StreamAddr != "" && !o.StreamInsecure {
+		streamTLS = &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12}
+		if host := controlPlaneHost(o.Inject.ControlPlaneURL); host != "" {
+			if err := certNames(getCert, host); err != nil {
+				log.Warn("the serving certificate does not name the sidecars' control plane host: sidecars will refuse it",
+					"host", host, "cert_dir", o.WebhookCertDir, "err", err)
+			}
+		}
+	} else {
+		// Plain HTTP: the sidecars need no CA.
+		caBundle = nil
 	}
 
 	metricsAddr := o.MetricsAddr
@@ -115,16 +141,22 @@ func Run(ctx context.Context, o Options) error {
 	// The Pod injection webhook.
 	native := &webhook.ServerVersion{Discovery: discovery.NewDiscoveryClientForConfigOrDie(cfg), Logger: log}
 	handler, err := webhook.NewHandler(webhook.Options{
-		Config:     o.Inject,
-		Namespaces: webhook.NamespaceCache{Cache: mgr.GetClient(), API: mgr.GetAPIReader()},
-		Native:     native.Native,
-		Events:     mgr.GetEventRecorder("ddi-webhook"),
-		Logger:     log.With("component", "webhook"),
+		Config:         o.Inject,
+		Namespaces:     webhook.NamespaceCache{Cache: mgr.GetClient(), API: mgr.GetAPIReader()},
+		Native:         native.Native,
+		ControlPlaneCA: caBundle,
+		Events:         mgr.GetEventRecorder("ddi-webhook"),
+		Logger:         log.With("component", "webhook"),
 	})
 	if err != nil {
 		return err
 	}
 	mgr.GetWebhookServer().Register(webhook.Path, handler)
+	if dir != nil {
+		if err := mgr.Add(dir); err != nil {
+			return err
+		}
+	}
 	if certs != nil {
 		if err := mgr.Add(certs); err != nil {
 			return err
@@ -168,7 +200,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.StreamAddr != "" {
 		if err := mgr.Add(everyReplica(func(ctx context.Context) error {
-			return serveStream(ctx, o.StreamAddr, requireToken(auth, cp.Handler()), log, o.StreamListening)
+			return serveStream(ctx, o.StreamAddr, requireToken(auth, cp.Handler()), streamTLS, log, o.StreamListening)
 		})); err != nil {
 			return err
 		}
@@ -194,7 +226,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	log.Info("starting ddi controller", "namespace", o.Namespace, "webhook_port", o.WebhookPort, "stream", o.StreamAddr,
-		"self_managed_certs", certs != nil, "leader_election", o.LeaderElection)
+		"stream_tls", streamTLS != nil, "self_managed_certs", certs != nil, "leader_election", o.LeaderElection)
 	return mgr.Start(ctx)
 }
 
@@ -243,11 +275,12 @@ func newCerts(o Options, cfg *rest.Config, scheme *runtime.Scheme, log *slog.Log
 		Logger:     log.With("component", "certs"),
 	}
 	for _, h := range o.WebhookCertHosts {
-		if ip := net.ParseIP(h); ip != nil {
-			co.IPs = append(co.IPs, ip)
-		} else {
-			co.DNSNames = append(co.DNSNames, h)
-		}
+		co.DNSNames, co.IPs = addHost(co.DNSNames, co.IPs, h)
+	}
+	if o.StreamAddr != "" && !o.StreamInsecure {
+		// The sidecars verify the host they dial; by default it is one of
+		// the Service's names already.
+		co.DNSNames, co.IPs = addHost(co.DNSNames, co.IPs, controlPlaneHost(o.Inject.ControlPlaneURL))
 	}
 	if o.CertSecretName != "" {
 		c, err := client.New(cfg, client.Options{Scheme: scheme})
@@ -267,8 +300,9 @@ func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
 func (everyReplica) NeedLeaderElection() bool          { return false }
 
 // serveStream serves the control plane API for sidecars on addr until ctx
-// ends, then drains it.
-func serveStream(ctx context.Context, addr string, h http.Handler, log *slog.Logger, listening func(string)) error {
+// ends, then drains it. It serves TLS with tlsConf, plain HTTP when tlsConf
+// is nil.
+func serveStream(ctx context.Context, addr string, h http.Handler, tlsConf *tls.Config, log *slog.Logger, listening func(string)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("control plane listener: %w", err)
@@ -276,8 +310,11 @@ func serveStream(ctx context.Context, addr string, h http.Handler, log *slog.Log
 	if listening != nil {
 		listening(ln.Addr().String())
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	log.Info("serving the control plane for sidecars", "addr", ln.Addr().String())
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConf,
+		// Failed handshakes (a sidecar without the CA) and other
+		// connection errors, as structured logs.
+		ErrorLog: slog.NewLogLogger(log.With("component", "stream").Handler(), slog.LevelWarn)}
+	log.Info("serving the control plane for sidecars", "addr", ln.Addr().String(), "tls", tlsConf != nil)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -288,7 +325,12 @@ func serveStream(ctx context.Context, addr string, h http.Handler, log *slog.Log
 		_ = srv.Shutdown(sctx)
 		_ = srv.Close()
 	}()
-	err = srv.Serve(ln)
+	if tlsConf != nil {
+		// The certificate comes from tlsConf.GetCertificate.
+		err = srv.ServeTLS(ln, "", "")
+	} else {
+		err = srv.Serve(ln)
+	}
 	<-done
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

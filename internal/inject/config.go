@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -16,7 +17,7 @@ import (
 const (
 	DefaultImage           = "ghcr.io/ddi-dev/ddi-sidecar:v0.1.0"
 	DefaultPort            = 7471
-	DefaultControlPlaneURL = "http://ddi-controller.ddi-system.svc:7470"
+	DefaultControlPlaneURL = "https://ddi-controller.ddi-system.svc:7470"
 	DefaultLogLevel        = "info"
 	DefaultBindingRoot     = "/bindings"
 	DefaultTokenAudience   = "ddi"
@@ -32,6 +33,12 @@ type Config struct {
 	Port int32
 	// ControlPlaneURL is where the sidecar streams its snapshots from.
 	ControlPlaneURL string
+	// ControlPlaneCA is the PEM bundle of the CAs the sidecar trusts for
+	// an https ControlPlaneURL, set in its environment as
+	// DDI_CONTROL_PLANE_CA. Empty sets nothing: the sidecar then trusts
+	// its image's system roots. The webhook fills it on every admission
+	// with the controller's current CA.
+	ControlPlaneCA string
 	// Resources are the sidecar's requests and limits.
 	Resources corev1.ResourceRequirements
 	// LogLevel is the sidecar's log level: debug, info, warn or error.
@@ -92,6 +99,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("control plane URL: %w", err))
 	} else if c.IstioExcludeControlPlane && (port == 80 || port == 443) {
 		errs = append(errs, fmt.Errorf("control plane URL %q: port %d carries application traffic too, and excluding it from Istio's interception would take the whole pod's %d traffic out of the mesh: give the control plane a port of its own (7470) or turn the Istio exclusion off", c.ControlPlaneURL, port, port))
+	}
+	if c.ControlPlaneCA != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(c.ControlPlaneCA)) {
+		errs = append(errs, errors.New("control plane CA: no PEM certificate in it (want -----BEGIN CERTIFICATE----- blocks)"))
 	}
 	if err := validateResources(c.Resources); err != nil {
 		errs = append(errs, fmt.Errorf("resources: %w", err))

@@ -9,12 +9,17 @@ import (
 )
 
 func TestDefaultConfigIsValid(t *testing.T) {
-	if err := DefaultConfig().Validate(); err != nil {
+	c := DefaultConfig()
+	if err := c.Validate(); err != nil {
 		t.Fatalf("DefaultConfig().Validate() = %v, want nil", err)
+	}
+	if !strings.HasPrefix(c.ControlPlaneURL, "https://") || c.ControlPlaneCA != "" {
+		t.Errorf("DefaultConfig() control plane = %q with CA %q; want an https URL and no CA (the webhook adds the current one)", c.ControlPlaneURL, c.ControlPlaneCA)
 	}
 }
 
 func TestConfigValidate(t *testing.T) {
+	caPEM := testCAPEM(t)
 	tests := []struct {
 		name    string
 		change  func(*Config)
@@ -25,6 +30,9 @@ func TestConfigValidate(t *testing.T) {
 			c.ControlPlaneURL = "https://ddi.example"
 			c.IstioExcludeControlPlane = false
 		}},
+		{name: "plain http control plane", change: func(c *Config) { c.ControlPlaneURL = "http://ddi-controller.ddi-system.svc:7470" }},
+		{name: "control plane CA", change: func(c *Config) { c.ControlPlaneCA = caPEM }},
+		{name: "control plane CA that is not PEM", change: func(c *Config) { c.ControlPlaneCA = "not a certificate" }, wantErr: "control plane CA: no PEM certificate"},
 		{name: "empty image", change: func(c *Config) { c.Image = "" }, wantErr: "image: empty"},
 		{name: "image with a space", change: func(c *Config) { c.Image = "ddi :v1" }, wantErr: "image: image reference"},
 		{name: "port zero", change: func(c *Config) { c.Port = 0 }, wantErr: "port: 0 is not a port number"},

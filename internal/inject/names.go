@@ -75,6 +75,7 @@ const (
 	// The sidecar's own settings.
 	EnvListen         = "DDI_SIDECAR_LISTEN"
 	EnvControlPlane   = "DDI_CONTROL_PLANE"
+	EnvControlPlaneCA = "DDI_CONTROL_PLANE_CA"
 	EnvLogLevel       = "DDI_LOG_LEVEL"
 	EnvTokenFile      = "DDI_TOKEN_FILE"
 	EnvPodInfoDir     = "DDI_PODINFO_DIR"

@@ -45,11 +45,16 @@ func sidecarEnv(s settings, cfg Config, t target) []corev1.EnvVar {
 	env := []corev1.EnvVar{
 		{Name: EnvListen, Value: fmt.Sprintf("127.0.0.1:%d", s.port)},
 		{Name: EnvControlPlane, Value: cfg.ControlPlaneURL},
-		{Name: EnvLogLevel, Value: s.logLevel},
-		{Name: EnvBindingRoot, Value: cfg.BindingRoot},
-		{Name: EnvTokenFile, Value: TokenPath},
-		{Name: EnvPodInfoDir, Value: PodInfoDir},
 	}
+	if cfg.ControlPlaneCA != "" {
+		env = append(env, corev1.EnvVar{Name: EnvControlPlaneCA, Value: cfg.ControlPlaneCA})
+	}
+	env = append(env,
+		corev1.EnvVar{Name: EnvLogLevel, Value: s.logLevel},
+		corev1.EnvVar{Name: EnvBindingRoot, Value: cfg.BindingRoot},
+		corev1.EnvVar{Name: EnvTokenFile, Value: TokenPath},
+		corev1.EnvVar{Name: EnvPodInfoDir, Value: PodInfoDir},
+	)
 	if s.dependencies != "" {
 		env = append(env, corev1.EnvVar{Name: EnvDependencies, Value: s.dependencies})
 	}

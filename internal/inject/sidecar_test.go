@@ -1,8 +1,16 @@
 package inject
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -148,5 +156,82 @@ func TestInsertSidecar(t *testing.T) {
 				t.Errorf("containers (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// testCAPEM returns a self-signed CA certificate in PEM.
+func testCAPEM(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+func TestSidecarEnvControlPlaneCA(t *testing.T) {
+	ca := testCAPEM(t)
+	tests := []struct {
+		name   string
+		ca     string
+		target target
+		want   []string
+	}{
+		{name: "no CA, no variable", target: targetPod,
+			want: []string{EnvListen, EnvControlPlane, EnvLogLevel, EnvBindingRoot, EnvTokenFile, EnvPodInfoDir, EnvDependencies,
+				EnvPodName, EnvPodNamespace, EnvPodUID, EnvServiceAccount}},
+		{name: "CA after the URL", ca: ca, target: targetPod,
+			want: []string{EnvListen, EnvControlPlane, EnvControlPlaneCA, EnvLogLevel, EnvBindingRoot, EnvTokenFile, EnvPodInfoDir, EnvDependencies,
+				EnvPodName, EnvPodNamespace, EnvPodUID, EnvServiceAccount}},
+		{name: "CA in a Knative template", ca: ca, target: targetKnativeTemplate,
+			want: []string{EnvListen, EnvControlPlane, EnvControlPlaneCA, EnvLogLevel, EnvBindingRoot, EnvTokenFile, EnvPodInfoDir, EnvDependencies}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.ControlPlaneCA = tt.ca
+			env := sidecarEnv(testSettings(ModeNative), cfg, tt.target)
+			if diff := cmp.Diff(tt.want, envNames(env)); diff != "" {
+				t.Errorf("sidecar env (-want +got):\n%s", diff)
+			}
+			for _, e := range env {
+				if e.Name == EnvControlPlaneCA && (e.Value != tt.ca || e.ValueFrom != nil) {
+					t.Errorf("%s = %q (valueFrom %v), want the CA bundle itself", e.Name, e.Value, e.ValueFrom)
+				}
+			}
+		})
+	}
+}
+
+func TestPodCarriesControlPlaneCA(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ControlPlaneCA = testCAPEM(t)
+	pod := newPod(nil)
+	if changed, err := Pod(pod, cfg); err != nil || !changed {
+		t.Fatalf("Pod() = %v, %v; want true, nil", changed, err)
+	}
+	var got []string
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range cs {
+			for _, e := range c.Env {
+				if e.Name == EnvControlPlaneCA {
+					got = append(got, c.Name)
+					if e.Value != cfg.ControlPlaneCA {
+						t.Errorf("%s of %s = %q, want Config.ControlPlaneCA", e.Name, c.Name, e.Value)
+					}
+				}
+			}
+		}
+	}
+	// Only the sidecar talks to the control plane.
+	if diff := cmp.Diff([]string{SidecarName}, got); diff != "" {
+		t.Errorf("containers with %s (-want +got):\n%s", EnvControlPlaneCA, diff)
 	}
 }

@@ -2,9 +2,12 @@ package kubetest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,9 +74,12 @@ type ControlPlane struct {
 	Kubeconfig string
 	// WebhookURL is the https URL the API server calls for admission.
 	WebhookURL string
-	// StreamURL is the control plane API for sidecars ("" with
+	// StreamURL is the control plane API for sidecars, https ("" with
 	// NoController).
 	StreamURL string
+	// StreamCA is the PEM bundle that verifies StreamURL's certificate:
+	// what the webhook injects into sidecars as DDI_CONTROL_PLANE_CA.
+	StreamCA []byte
 	// Store is the registry store the controller serves.
 	Store registry.Store
 }
@@ -275,7 +281,13 @@ func startController(t testing.TB, cp *ControlPlane, opts Options) {
 	if opts.SelfManagedCerts {
 		co.WebhookCertHosts = []string{wo.LocalServingHost, "localhost"}
 	} else {
+		// envtest's certificate stands in for cert-manager's, which comes
+		// with the CA that signed it in ca.crt.
 		co.WebhookCertDir = wo.LocalServingCertDir
+		if err := os.WriteFile(filepath.Join(wo.LocalServingCertDir, "ca.crt"), wo.LocalServingCAData, 0o600); err != nil {
+			t.Fatalf("kubetest: write ca.crt: %v", err)
+		}
+		cp.StreamCA = wo.LocalServingCAData
 	}
 	streamAddr := make(chan string, 1)
 	co.StreamListening = func(addr string) { streamAddr <- addr }
@@ -302,7 +314,7 @@ func startController(t testing.TB, cp *ControlPlane, opts Options) {
 	})
 	select {
 	case addr := <-streamAddr:
-		cp.StreamURL = "http://" + addr
+		cp.StreamURL = "https://" + addr
 	case <-failed:
 		t.Fatalf("kubetest: the controller stopped: %v", runErr)
 	case <-time.After(60 * time.Second):
@@ -311,6 +323,27 @@ func startController(t testing.TB, cp *ControlPlane, opts Options) {
 	cp.WebhookURL = fmt.Sprintf("https://%s:%d%s", wo.LocalServingHost, wo.LocalServingPort, webhook.Path)
 	cp.Store = store
 	waitWebhook(t, cp, opts.SelfManagedCerts)
+	if opts.SelfManagedCerts {
+		var sec corev1.Secret
+		if err := cp.Client.Get(context.Background(), client.ObjectKey{Namespace: SystemNamespace, Name: controller.DefaultCertSecretName}, &sec); err != nil {
+			t.Fatalf("kubetest: read the certificate secret: %v", err)
+		}
+		cp.StreamCA = sec.Data["ca.crt"]
+	}
+}
+
+// StreamHTTP returns an HTTP client for StreamURL that trusts StreamCA
+// only, as an injected sidecar does.
+func (cp *ControlPlane) StreamHTTP(t testing.TB) *http.Client {
+	t.Helper()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(cp.StreamCA) {
+		t.Fatalf("kubetest: StreamCA holds no PEM certificate")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
 }
 
 // waitWebhook waits until the API server calls the webhook successfully: a

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -41,6 +42,10 @@ type Config struct {
 	// CAFile, when set, holds PEM certificates trusted for an https
 	// control plane instead of the system pool.
 	CAFile string
+	// CA, when set, is PEM certificates trusted for an https control plane
+	// instead of the system pool, given in memory (the injector passes
+	// them in $DDI_CONTROL_PLANE_CA). With CAFile too, both are trusted.
+	CA []byte
 	// SidecarID is unique per sidecar process. Default: hostname plus a
 	// random suffix.
 	SidecarID string
@@ -140,6 +145,9 @@ func (c Config) Validate() error {
 	}
 	if u, err := url.Parse(c.ControlPlane); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 		return &registry.FieldError{Field: "ControlPlane", Value: c.ControlPlane, Reason: "is not an http(s) URL without credentials, such as http://127.0.0.1:7470"}
+	}
+	if len(c.CA) > 0 && !x509.NewCertPool().AppendCertsFromPEM(c.CA) {
+		return &registry.FieldError{Field: "CA", Reason: "holds no PEM certificate (want -----BEGIN CERTIFICATE----- blocks)"}
 	}
 	if len(c.SidecarID) > 128 {
 		return &registry.FieldError{Field: "SidecarID", Reason: "is longer than 128 characters"}

@@ -1,7 +1,17 @@
 package sidecar
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,6 +50,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "ttl below 1s", mutate: func(c *Config) { c.RegistrationTTL = time.Millisecond }, wantField: "RegistrationTTL"},
 		{name: "ttl above 24h", mutate: func(c *Config) { c.RegistrationTTL = 25 * time.Hour }, wantField: "RegistrationTTL"},
 		{name: "reconnect max below min", mutate: func(c *Config) { c.ReconnectMin, c.ReconnectMax = time.Second, time.Millisecond }, wantField: "ReconnectMax"},
+		{name: "CA in memory", mutate: func(c *Config) { c.CA = selfSignedPEM(t) }},
+		{name: "CA that is not PEM", mutate: func(c *Config) { c.CA = []byte("not a certificate") }, wantField: "CA"},
 		{name: "sidecar id too long", mutate: func(c *Config) { c.SidecarID = string(make([]byte, 129)) }, wantField: "SidecarID"},
 	}
 	for _, tt := range tests {
@@ -81,4 +93,67 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Field != "ControlPlane" {
 		t.Errorf("New(Config{}) = %v, want a field error on ControlPlane", err)
 	}
+}
+
+func TestControlPlaneCA(t *testing.T) {
+	f := newTLSFakeCP(t)
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.srv.Certificate().Raw})
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := selfSignedPEM(t)
+	tests := []struct {
+		name    string
+		ca      []byte
+		caFile  string
+		trusted bool
+	}{
+		{name: "CA in memory", ca: caPEM, trusted: true},
+		{name: "CA file", caFile: caFile, trusted: true},
+		{name: "both", ca: other, caFile: caFile, trusted: true},
+		{name: "system roots only"},
+		{name: "another CA", ca: other},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(f)
+			cfg.CA, cfg.CAFile = tt.ca, tt.caFile
+			ts := startSidecar(t, cfg)
+			defer ts.stop()
+			if tt.trusted {
+				f.nextHello(t)
+				return
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for !strings.Contains(ts.logs.String(), "x509: certificate signed by unknown authority") {
+				if time.Now().After(deadline) {
+					t.Fatalf("no certificate verification failure logged within 5s; logs:\n%s", ts.logs.String())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			select {
+			case h := <-f.hellos:
+				t.Errorf("the control plane got hello %+v from a sidecar that should not trust it", h)
+			default:
+			}
+		})
+	}
+}
+
+// selfSignedPEM returns a new self-signed CA certificate in PEM.
+func selfSignedPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,6 +42,18 @@ type fakeCP struct {
 
 func newFakeCP(t testing.TB) *fakeCP {
 	t.Helper()
+	return startFakeCP(t, false)
+}
+
+// newTLSFakeCP is newFakeCP over https, with httptest's certificate
+// (f.srv.Certificate()).
+func newTLSFakeCP(t testing.TB) *fakeCP {
+	t.Helper()
+	return startFakeCP(t, true)
+}
+
+func startFakeCP(t testing.TB, useTLS bool) *fakeCP {
+	t.Helper()
 	f := &fakeCP{
 		hellos:    make(chan protocol.Hello, 16),
 		msgs:      make(chan protocol.Message, 16),
@@ -63,7 +76,14 @@ func newFakeCP(t testing.TB) *fakeCP {
 	mux.HandleFunc("PUT /v1/providers/{ns}/{name}", f.putProvider)
 	mux.HandleFunc("DELETE /v1/providers/{ns}/{name}", f.deleteProvider)
 	mux.HandleFunc("POST /v1/providers/{ns}/{name}/renew", f.renewProvider)
-	f.srv = httptest.NewServer(mux)
+	f.srv = httptest.NewUnstartedServer(mux)
+	if useTLS {
+		// Handshakes refused by untrusting sidecars are expected.
+		f.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+		f.srv.StartTLS()
+	} else {
+		f.srv.Start()
+	}
 	t.Cleanup(func() {
 		f.srv.CloseClientConnections()
 		f.srv.Close()

@@ -46,7 +46,7 @@ func New(cfg Config, logger *slog.Logger) (*Sidecar, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	httpClient, err := controlPlaneHTTP(cfg.CAFile)
+	httpClient, err := controlPlaneHTTP(cfg.CAFile, cfg.CA)
 	if err != nil {
 		return nil, err
 	}
@@ -87,8 +87,9 @@ func New(cfg Config, logger *slog.Logger) (*Sidecar, error) {
 }
 
 // controlPlaneHTTP builds the HTTP client of the control-plane connection:
-// no overall timeout (the stream is long-lived), optional private CA.
-func controlPlaneHTTP(caFile string) (*http.Client, error) {
+// no overall timeout (the stream is long-lived), optional private CAs from
+// caFile and caPEM (Validate has checked caPEM).
+func controlPlaneHTTP(caFile string, caPEM []byte) (*http.Client, error) {
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -98,17 +99,23 @@ func controlPlaneHTTP(caFile string) (*http.Client, error) {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 	}
+	if caFile == "" && len(caPEM) == 0 {
+		return &http.Client{Transport: tr}, nil
+	}
+	pool := x509.NewCertPool()
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
 			return nil, fmt.Errorf("sidecar config: CAFile: %w", err)
 		}
-		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, &registry.FieldError{Field: "CAFile", Value: caFile, Reason: "holds no PEM certificate"}
 		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
+	if len(caPEM) > 0 && !pool.AppendCertsFromPEM(caPEM) {
+		return nil, &registry.FieldError{Field: "CA", Reason: "holds no PEM certificate"}
+	}
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return &http.Client{Transport: tr}, nil
 }
 

@@ -61,8 +61,9 @@ type CertOptions struct {
 // Certs is the webhook's self-managed serving certificate and the CA that
 // signed it (after knative/pkg's webhook certificates). Ensure loads or
 // creates them; GetCertificate serves them; CABundle is what the
-// MutatingWebhookConfiguration must trust. Changed is signalled whenever
-// the CA bundle changes.
+// MutatingWebhookConfiguration, and the injected sidecars, must trust. The
+// controller serves the control plane's stream with the same certificate.
+// Changed is signalled whenever the CA bundle changes.
 type Certs struct {
 	opts CertOptions
 	log  *slog.Logger

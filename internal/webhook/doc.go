@@ -6,7 +6,10 @@
 // The handler decodes the AdmissionReview, reads the namespace's labels from
 // a cache, asks inject.Decide, mutates a typed copy with inject.Pod and lets
 // controller-runtime diff it against the raw request
-// (admission.PatchResponseFromRaw). It never builds a patch by hand.
+// (admission.PatchResponseFromRaw). It never builds a patch by hand. The
+// CA that injected sidecars trust for the control plane (Certs.CABundle,
+// which also serves the control plane's stream) is read on every admission,
+// so a rotated CA reaches the next pod.
 //
 // Admission has no side effects: the handler writes nothing to the API
 // server while it decides. When it skips a pod that asked for injection, it

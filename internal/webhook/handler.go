@@ -54,6 +54,11 @@ type Options struct {
 	// Native reports whether the cluster supports native sidecars (see
 	// ServerVersion). Nil keeps Config.NativeSidecars.
 	Native func(ctx context.Context) bool
+	// ControlPlaneCA returns the PEM bundle injected sidecars must trust
+	// for the control plane (Config.ControlPlaneCA). It is called on every
+	// admission, so a rotated CA reaches the next pod; Certs.CABundle is
+	// one. Nil keeps Config.ControlPlaneCA.
+	ControlPlaneCA func() []byte
 	// Events records skipped pods. Nil records nothing.
 	Events EventRecorder
 	Logger *slog.Logger
@@ -64,6 +69,7 @@ type Handler struct {
 	cfg    inject.Config
 	ns     NamespaceLabeler
 	native func(ctx context.Context) bool
+	ca     func() []byte
 	events EventRecorder
 	log    *slog.Logger
 }
@@ -76,7 +82,7 @@ func NewHandler(opts Options) (*Handler, error) {
 	if err := opts.Config.Validate(); err != nil {
 		return nil, fmt.Errorf("webhook: %w", err)
 	}
-	h := &Handler{cfg: opts.Config, ns: opts.Namespaces, native: opts.Native, events: opts.Events, log: opts.Logger}
+	h := &Handler{cfg: opts.Config, ns: opts.Namespaces, native: opts.Native, ca: opts.ControlPlaneCA, events: opts.Events, log: opts.Logger}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -198,6 +204,9 @@ func (h *Handler) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	cfg := h.cfg
 	if h.native != nil {
 		cfg.NativeSidecars = h.native(ctx)
+	}
+	if h.ca != nil {
+		cfg.ControlPlaneCA = string(h.ca())
 	}
 	mutated := pod.DeepCopy()
 	if _, err := inject.Pod(mutated, cfg); err != nil {
