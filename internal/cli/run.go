@@ -64,6 +64,7 @@ go to a temporary directory that is removed at exit.`,
 			if err != nil {
 				return err
 			}
+			tuneGC()
 			if bindingRoot == "" {
 				dir, err := os.MkdirTemp("", "ddi-bindings-"+name+"-")
 				if err != nil {
