@@ -17,6 +17,10 @@ import (
 	"ddi.dev/ddi/internal/registry"
 )
 
+// streamWriteTimeout bounds the write of one stream message, so a sidecar
+// that stops reading cannot hold a handler forever.
+var streamWriteTimeout = 10 * time.Second
+
 // session is one connected sidecar stream.
 type session struct {
 	sidecarID   string
@@ -122,11 +126,18 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
 	send := func(m *protocol.Message) error {
-		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 		if err := enc.Encode(m); err != nil {
 			return err
 		}
-		return rc.Flush()
+		if err := rc.Flush(); err != nil {
+			return err
+		}
+		// Clear it: over HTTP/2 (any TLS stream) an expired write
+		// deadline resets the stream even while nothing is written, so
+		// an idle stream would die between heartbeats.
+		_ = rc.SetWriteDeadline(time.Time{})
+		return nil
 	}
 
 	consumer := id.Consumer
