@@ -54,6 +54,7 @@ its heap is tiny, and collecting less often saves CPU per proxied request.`,
 			envDefault(cmd.Flags(), "token-file", "DDI_TOKEN_FILE")
 			envDefault(cmd.Flags(), "dependencies", "DDI_DEPENDENCIES")
 			envDefault(cmd.Flags(), "control-plane-ca-file", "DDI_CONTROL_PLANE_CA_FILE")
+			envDefault(cmd.Flags(), "podinfo-dir", "DDI_PODINFO_DIR")
 			if cfg.CAFile == "" {
 				// The injector hands the CA over in the environment itself.
 				if pem := os.Getenv("DDI_CONTROL_PLANE_CA"); strings.TrimSpace(pem) != "" {
@@ -97,6 +98,7 @@ its heap is tiny, and collecting less often saves CPU per proxied request.`,
 	f.StringVar(&depsAnnotation, "dependencies", "", "dependencies as in the ddi.dev/dependencies annotation: ALIAS=SELECTOR;... ($DDI_DEPENDENCIES)")
 	f.StringVar(&cfg.BindingRoot, "binding-root", "", "directory for Service Binding files; empty disables them ($SERVICE_BINDING_ROOT)")
 	f.StringVar(&cfg.CAFile, "control-plane-ca-file", "", "PEM file of the CAs trusted for an https control plane instead of the system roots ($DDI_CONTROL_PLANE_CA_FILE; else the PEM itself in $DDI_CONTROL_PLANE_CA, as injected on Kubernetes)")
+	f.StringVar(&cfg.PodInfoDir, "podinfo-dir", "", "the pod's downward-API folder (files labels, annotations): when they change, reconnect so the control plane identifies the pod again ($DDI_PODINFO_DIR)")
 	f.StringVar(&cfg.TokenFile, "token-file", "", "file holding the bearer token for the control plane, re-read on every connect ($DDI_TOKEN_FILE)")
 	f.DurationVar(&cfg.InvokeTimeout, "invoke-timeout", sidecar.DefaultInvokeTimeout, "default timeout of /v1/invoke requests")
 	f.DurationVar(&cfg.RegistrationTTL, "registration-ttl", sidecar.DefaultRegistrationTTL, "default lease of run-time registrations")

@@ -23,6 +23,7 @@ const (
 	DefaultReconnectMax     = 30 * time.Second
 	DefaultHeartbeatTimeout = 45 * time.Second
 	DefaultShutdownTimeout  = 5 * time.Second
+	DefaultPodInfoInterval  = 2 * time.Second
 )
 
 // MaxInvokeTimeout bounds InvokeTimeout and the Ddi-Timeout header.
@@ -74,6 +75,14 @@ type Config struct {
 	// ShutdownTimeout bounds the clean shutdown: draining requests and
 	// deregistering run-time providers.
 	ShutdownTimeout time.Duration
+	// PodInfoDir, when set, is the pod's downward-API folder (files
+	// labels and annotations; $DDI_PODINFO_DIR on Kubernetes). When
+	// either file changes the sidecar reconnects, so the control plane
+	// identifies the pod again: a Fission pool pod that the pool manager
+	// relabels as a function gets that function's bindings.
+	PodInfoDir string
+	// PodInfoInterval is how often PodInfoDir is read.
+	PodInfoInterval time.Duration
 }
 
 // reservedPorts are ports Knative, Dapr or Istio claim inside a pod.
@@ -119,6 +128,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.PodInfoInterval == 0 {
+		c.PodInfoInterval = DefaultPodInfoInterval
 	}
 	return c
 }
@@ -183,6 +195,7 @@ func (c Config) Validate() error {
 		{"ReconnectMax", c.ReconnectMax, c.ReconnectMin, time.Hour},
 		{"HeartbeatTimeout", c.HeartbeatTimeout, 10 * time.Millisecond, time.Hour},
 		{"ShutdownTimeout", c.ShutdownTimeout, time.Millisecond, 10 * time.Minute},
+		{"PodInfoInterval", c.PodInfoInterval, time.Millisecond, time.Hour},
 	} {
 		if d.v < d.min || d.v > d.max {
 			return &registry.FieldError{Field: d.field, Value: d.v.String(), Reason: fmt.Sprintf("is out of range: use a duration between %s and %s", d.min, d.max)}

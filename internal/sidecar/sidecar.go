@@ -75,6 +75,8 @@ func New(cfg Config, logger *slog.Logger) (*Sidecar, error) {
 		minBackoff:       cfg.ReconnectMin,
 		maxBackoff:       cfg.ReconnectMax,
 		heartbeatTimeout: cfg.HeartbeatTimeout,
+		podInfoDir:       cfg.PodInfoDir,
+		podInfoInterval:  cfg.PodInfoInterval,
 	}
 	s.proxy = newProxy(cfg.InvokeTimeout, s.metrics, logger.With("component", "invoke"))
 	s.stream.onApply = s.proxy.endpoints.prune

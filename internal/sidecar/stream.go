@@ -30,6 +30,10 @@ type streamer struct {
 
 	minBackoff, maxBackoff time.Duration
 	heartbeatTimeout       time.Duration
+	// podInfoDir, when set, is watched for label and annotation changes,
+	// which end the stream so the control plane identifies the pod again.
+	podInfoDir      string
+	podInfoInterval time.Duration
 
 	connected atomic.Bool
 	mu        sync.Mutex // guards the fields below
@@ -73,6 +77,12 @@ func (st *streamer) run(ctx context.Context) {
 			return
 		}
 		st.setConnected(false, err.Error())
+		if errors.Is(err, errIdentityChanged) {
+			// Not a failure: reconnect at once, keeping the snapshot.
+			st.log.Info("pod labels or annotations changed; reconnecting to be identified again")
+			attempt = 0
+			continue
+		}
 		if healthy {
 			attempt = 0
 		}
@@ -114,6 +124,10 @@ func (st *streamer) session(ctx context.Context) (healthy bool, err error) {
 	st.mu.Lock()
 	hello.ResumeVersion, hello.ResumeHash = st.acked.Version, st.acked.Hash
 	st.mu.Unlock()
+
+	// Read before dialing, so a change during the dial is not missed.
+	podInfo := readPodInfo(st.podInfoDir)
+	go watchPodInfo(ctx, st.podInfoDir, podInfo, st.podInfoInterval, func() { cancel(errIdentityChanged) })
 
 	s, err := st.client.Stream(ctx, hello)
 	if err != nil {
