@@ -44,7 +44,17 @@ func main() {
 		files := map[string]string{}
 		root := os.Getenv("SERVICE_BINDING_ROOT")
 		_ = filepath.WalkDir(root, func(path string, e os.DirEntry, err error) error {
-			if err != nil || e.IsDir() || e.Name()[0] == '.' {
+			if err != nil {
+				return nil
+			}
+			hidden := path != root && e.Name()[0] == '.'
+			if e.IsDir() {
+				if hidden { // the ..data versions behind the key symlinks
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if hidden {
 				return nil
 			}
 			rel, _ := filepath.Rel(root, path)
