@@ -572,7 +572,10 @@ func TestWithControllerManager(t *testing.T) {
 		c := &ddiclient.Client{BaseURL: cp.StreamURL, HTTP: cp.StreamHTTP(t), TokenFile: podToken(t, cp, owner)}
 		reg := registry.Provider{Namespace: ns, Name: "registrar-api", Type: "http", Version: "1.0.0",
 			Endpoints: []registry.Endpoint{{URL: "http://10.0.0.9:8080", Ready: true}},
-			Lease:     &registry.Lease{TTL: registry.Duration(time.Hour)}}
+			Lease:     &registry.Lease{TTL: registry.Duration(time.Hour)},
+			// A sidecar names itself as owner; the control plane replaces
+			// that with the pod the token belongs to.
+			Owner: "registrar-1-5e1f0c2a"}
 		if _, _, err := c.PutProvider(ctx, reg); err != nil {
 			t.Fatalf("register: %v", err)
 		}

@@ -166,7 +166,10 @@ func (a *Authenticator) identity(ctx context.Context, pod *corev1.Pod) (controlp
 
 // AuthorizeWrite lets a sidecar write only run-time registrations of its
 // own pod: in the pod's namespace, owned by the pod (new ones become owned
-// by it), never a provider that someone else declared or registered.
+// by it), never a provider that someone else declared or registered. The
+// owner a request names (a sidecar sends its sidecar id) is not trusted
+// and is replaced by the pod; ownership is checked against the stored
+// provider.
 func (a *Authenticator) AuthorizeWrite(ctx context.Context, r *http.Request, p *registry.Provider) error {
 	pod, err := a.authenticate(ctx, r)
 	if err != nil {
@@ -175,9 +178,6 @@ func (a *Authenticator) AuthorizeWrite(ctx context.Context, r *http.Request, p *
 	owner := kube.PodOwner(pod.Namespace, pod.Name, pod.UID)
 	if p.Namespace != pod.Namespace {
 		return fmt.Errorf("%w: pod %s/%s may register providers in its own namespace %s only, not %s", controlplane.ErrForbidden, pod.Namespace, pod.Name, pod.Namespace, p.Namespace)
-	}
-	if p.Owner != "" && p.Owner != owner {
-		return fmt.Errorf("%w: provider %s is owned by %s, not by pod %s", controlplane.ErrForbidden, p.Key(), p.Owner, pod.Name)
 	}
 	if a.opts.Providers == nil {
 		return fmt.Errorf("%w: this control plane accepts no registrations from sidecars", controlplane.ErrForbidden)
