@@ -299,13 +299,30 @@ func (r *ProviderReconciler) knativeEndpoints(ctx context.Context, p *v1alpha1.P
 	if url == "" {
 		return nil, v1alpha1.ReasonNoReadyEndpoints, fmt.Sprintf("Knative Service %s/%s has no address yet", p.Namespace, ref.Name), nil
 	}
-	ready := false
-	conds, _, _ := unstructured.NestedSlice(ks.Object, "status", "conditions")
+	return []v1alpha1.EndpointStatus{{URL: url, Ready: knativeServing(ks.Object)}}, "", "", nil
+}
+
+// knativeServing reports whether a Knative Service's address serves
+// requests: a revision has been ready, and its route has not failed. The
+// Service's Ready condition is no guide: it turns Unknown during every
+// rollout of a new revision, and False when a new revision fails, while
+// the route keeps sending traffic to the previous one; taking the
+// provider away then would fail every consumer's calls for as long as the
+// rollout lasts (up to the 30 s poll after it). Without a RoutesReady
+// condition, Ready is used.
+func knativeServing(ksvc map[string]any) bool {
+	cond := map[string]string{}
+	conds, _, _ := unstructured.NestedSlice(ksvc, "status", "conditions")
 	for _, c := range conds {
-		m, _ := c.(map[string]any)
-		if m["type"] == "Ready" && m["status"] == "True" {
-			ready = true
+		if m, ok := c.(map[string]any); ok {
+			t, _ := m["type"].(string)
+			st, _ := m["status"].(string)
+			cond[t] = st
 		}
 	}
-	return []v1alpha1.EndpointStatus{{URL: url, Ready: ready}}, "", "", nil
+	if routes, ok := cond["RoutesReady"]; ok {
+		latest, _, _ := unstructured.NestedString(ksvc, "status", "latestReadyRevisionName")
+		return latest != "" && routes != "False"
+	}
+	return cond["Ready"] == "True"
 }
