@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -192,7 +193,28 @@ func TestProbeCommand(t *testing.T) {
 	if _, _, err := run(t, "probe", ok.URL+"/readyz"); err != nil {
 		t.Errorf("probe of a 200 = %v, want success", err)
 	}
-	if _, _, err := run(t, "probe", ok.URL+"/other"); err == nil || !strings.Contains(err.Error(), "503") {
+	if _, _, err := run(t, "probe", "--wait=0", ok.URL+"/other"); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Errorf("probe of a 503 = %v, want an error with the status", err)
+	}
+	start := time.Now()
+	if _, _, err := run(t, "probe", "--wait=200ms", ok.URL+"/other"); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("probe of a 503 with retries = %v, want an error with the status", err)
+	} else if d := time.Since(start); d < 200*time.Millisecond || d > 2*time.Second {
+		t.Errorf("probe of a 503 with --wait=200ms gave up after %s, want about 200ms", d)
+	}
+}
+
+// TestProbeWaitsForReadiness is the injected startup probe's case: the
+// sidecar turns ready a little after the kubelet's first probe.
+func TestProbeWaitsForReadiness(t *testing.T) {
+	readyAt := time.Now().Add(150 * time.Millisecond)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if time.Now().Before(readyAt) {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	if _, _, err := run(t, "probe", srv.URL+"/readyz"); err != nil {
+		t.Errorf("probe of a sidecar ready after 150ms = %v, want success within the default wait", err)
 	}
 }
