@@ -1,0 +1,640 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// TestKnative proves ddi on a real single-node Kubernetes with Knative
+// Serving (hack/cluster.sh): it builds the images from this tree, installs
+// ddi from deploy/overlays/local, runs the example functions of
+// examples/knative, examples/openfaas and examples/fission, and checks
+// each claim of issue 4 on the running pods. It needs root and a running
+// local cluster, and skips otherwise; hack/e2e.sh brings the cluster up,
+// runs it and brings the cluster down.
+//
+// Settings: DDI_E2E_LATENCY_REQUESTS (per path, default 500),
+// DDI_E2E_COLD_ROUNDS (default 1), DDI_E2E_REPORT (write the measurements
+// as JSON to this file), DDI_E2E_KEEP=1 (leave the namespaces behind).
+func TestKnative(t *testing.T) {
+	c := requireCluster(t)
+	began := time.Now()
+	rep := report{Started: began.UTC().Format(time.RFC3339)}
+	defer rep.write(t)
+
+	im := c.buildImages(t)
+	rep.Steps = append(rep.Steps, step("build and import images", began))
+	t0 := time.Now()
+	c.install(t, im)
+	rep.Steps = append(rep.Steps, step("install ddi (deploy/overlays/local)", t0))
+	t.Cleanup(func() {
+		c.dumpOnFailure(t)
+		if os.Getenv("DDI_E2E_KEEP") != "1" {
+			_, _ = c.tryKubectl("", append([]string{"delete", "namespace", "--ignore-not-found", "--wait=false"}, testNamespaces...)...)
+		}
+	})
+
+	t0 = time.Now()
+	c.resetNamespaces(t)
+	c.apply(t, im, "examples/knative/namespace.yaml")
+	c.apply(t, im, "examples/knative/greeter.yaml")
+	c.apply(t, im, "examples/knative/frontend.yaml")
+	c.apply(t, im, "test/e2e/testdata/coldstart.yaml")
+	c.apply(t, im, "examples/openfaas/function.yaml")
+	c.apply(t, im, "examples/fission/poolmgr.yaml")
+	c.kubectlRun(t, "-n", "ddi-demo", "wait", "--for=condition=Ready", "--timeout=180s", "ksvc/greeter")
+	// The Provider after greeter has an address: the controller polls
+	// Knative Services only every 30 s.
+	c.apply(t, im, "examples/knative/greeter-provider.yaml")
+	c.kubectlRun(t, "-n", "ddi-demo", "wait", "--for=condition=Ready", "--timeout=90s", "provider/greeter")
+	c.kubectlRun(t, "-n", "ddi-demo", "wait", "--for=condition=Ready", "--timeout=180s", "ksvc/frontend", "ksvc/cold-ddi", "ksvc/cold-plain")
+	rep.Steps = append(rep.Steps, step("deploy the functions", t0))
+
+	const frontendHost = "frontend.ddi-demo.example.com"
+	route := c.ingress + "/"
+	client := &http.Client{Timeout: 30 * time.Second}
+
+	t.Run("webhook injects a native sidecar into Knative pods", func(t *testing.T) {
+		pod := c.readyPod(t, "ddi-demo", "serving.knative.dev/service=frontend", 2*time.Minute)
+		checkInjected(t, &pod, []string{"user-container"}, []string{"queue-proxy"})
+	})
+
+	t.Run("frontend's route reaches greeter through the sidecar", func(t *testing.T) {
+		pod := c.readyPod(t, "ddi-demo", "serving.knative.dev/service=frontend", 2*time.Minute)
+		before := c.invokeCount(t, pod.Name)
+		var got call
+		eventually(t, time.Minute, "greeter's answer through frontend's route", func() (bool, error) {
+			got = request(client, route, frontendHost)
+			return got.ok(), got.err
+		})
+		if got.answer.Version != "1.0.0" || got.answer.Revision != "greeter-v1" {
+			t.Errorf("GET / through frontend = %+v, want greeter 1.0.0 from revision greeter-v1", got.answer)
+		}
+		if after := c.invokeCount(t, pod.Name); after <= before {
+			t.Errorf("sidecar's ddi_sidecar_invoke_total{dependency=greeter,result=ok} = %d after the request, %d before: the request did not go through /v1/invoke", after, before)
+		}
+	})
+
+	t.Run("binding files in frontend's container hold greeter's address", func(t *testing.T) {
+		addr := c.kubectlRun(t, "-n", "ddi-demo", "get", "ksvc", "greeter", "-o", "jsonpath={.status.address.url}")
+		files := bindingFiles(t, client, route, frontendHost)
+		want := map[string]string{
+			"greeter/type":     "http",
+			"greeter/provider": "greeter",
+			"greeter/uri":      addr,
+			"greeter/host":     strings.TrimPrefix(addr, "http://"),
+			"greeter/port":     "80",
+		}
+		for k, v := range want {
+			if files[k] != v {
+				t.Errorf("binding file %s = %q, want %q (all files: %v)", k, files[k], v, files)
+			}
+		}
+	})
+
+	t.Run("OpenFaaS-shaped function resolves its dependency", func(t *testing.T) {
+		pod := c.readyPod(t, "openfaas-fn", "faas_function=greet", 2*time.Minute)
+		checkInjected(t, &pod, []string{"greet"}, nil)
+		if !hasMount(&pod, "greet", "/var/openfaas/secrets") {
+			t.Error("the function lost its OpenFaaS secrets mount")
+		}
+		var got call
+		eventually(t, time.Minute, "greeter's answer through the OpenFaaS-shaped function", func() (bool, error) {
+			got = request(client, "http://"+pod.Status.PodIP+":8080/", "")
+			return got.ok(), got.err
+		})
+		t.Logf("openfaas-fn/greet -> ddi-demo/greeter: %+v", got.answer)
+	})
+
+	t.Run("Fission-shaped pool pod resolves its dependency once specialised", func(t *testing.T) {
+		pod := c.readyPod(t, "fission-function", "executorType=poolmgr,managed=true", 2*time.Minute)
+		checkInjected(t, &pod, []string{"go"}, []string{"fetcher"})
+		url := "http://" + pod.Status.PodIP + ":8888/"
+		if got := request(client, url, ""); got.status != http.StatusNotFound || !strings.Contains(fmt.Sprint(got.err), "unknown-dependency") {
+			t.Errorf("GET / on the generic pool pod = %d %v, want 404 unknown-dependency (a pool pod serves no function yet)", got.status, got.err)
+		}
+		// Specialise it the way Fission's pool manager does: relabel.
+		patch := `{"metadata":{"labels":{"functionName":"greet","functionUid":"6a0f9d4e-1c1e-4d47-9a51-000000000002","managed":"false"}}}`
+		start := time.Now()
+		if _, err := c.cs.CoreV1().Pods("fission-function").Patch(t.Context(), pod.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var got call
+		eventually(t, 90*time.Second, "greeter's answer through the specialised pool pod", func() (bool, error) {
+			got = request(client, url, "")
+			return got.ok(), got.err
+		})
+		rep.FissionReidentify = time.Since(start).Round(10 * time.Millisecond).String()
+		t.Logf("pool pod specialised as greet; bound to greeter %s after %s", got.answer.Version, rep.FissionReidentify)
+	})
+
+	t.Run("run-time registration through a sidecar", func(t *testing.T) {
+		c.apply(t, im, "test/e2e/testdata/registration.yaml")
+		c.kubectlRun(t, "-n", "ddi-demo", "wait", "--for=condition=Ready", "--timeout=120s", "pod/registrar", "pod/consumer")
+		registrar, err := c.cs.CoreV1().Pods("ddi-demo").Get(t.Context(), "registrar", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var prov struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+			Spec     struct {
+				Lease *struct {
+					TTL string `json:"ttl"`
+				} `json:"lease"`
+			} `json:"spec"`
+		}
+		eventually(t, time.Minute, "provider greeter-live registered by the registrar's sidecar", func() (bool, error) {
+			out, err := c.tryKubectl("", "-n", "ddi-demo", "get", "provider", "greeter-live", "-o", "json")
+			if err != nil {
+				return false, err
+			}
+			return true, json.Unmarshal([]byte(out), &prov)
+		})
+		if refs := prov.Metadata.OwnerReferences; len(refs) != 1 || refs[0].Kind != "Pod" || refs[0].UID != registrar.UID {
+			t.Errorf("greeter-live ownerReferences = %+v, want the registrar pod %s", refs, registrar.UID)
+		}
+		if prov.Spec.Lease == nil {
+			t.Error("greeter-live has no lease: it is not a run-time registration")
+		}
+		consumer, err := c.cs.CoreV1().Pods("ddi-demo").Get(t.Context(), "consumer", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		url := "http://" + consumer.Status.PodIP + ":8080/"
+		var got call
+		eventually(t, time.Minute, "the consumer to reach greeter-live", func() (bool, error) {
+			got = request(client, url, "")
+			return got.ok(), got.err
+		})
+		if got.answer.Pod != "registrar" || got.answer.Version != "3.0.0" {
+			t.Errorf("consumer's GET / = %+v, want greeter 3.0.0 from pod registrar", got.answer)
+		}
+
+		start := time.Now()
+		if err := c.cs.CoreV1().Pods("ddi-demo").Delete(t.Context(), "registrar", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 2*time.Minute, "provider greeter-live to go with its pod", func() (bool, error) {
+			_, err := c.tryKubectl("", "-n", "ddi-demo", "get", "provider", "greeter-live")
+			return err != nil && strings.Contains(err.Error(), "NotFound"), nil
+		})
+		gone := time.Since(start)
+		eventually(t, time.Minute, "the consumer to see greeter-live unresolved", func() (bool, error) {
+			got = request(client, url, "")
+			return got.status == http.StatusNotFound && strings.Contains(fmt.Sprint(got.err), "unresolved"), nil
+		})
+		rep.RegistrationGone = gone.Round(10 * time.Millisecond).String()
+		t.Logf("registration removed %s after the pod's deletion; the consumer then answers %v", rep.RegistrationGone, got.err)
+	})
+
+	t.Run("latency through the sidecar and sidecar memory", func(t *testing.T) {
+		pod := c.readyPod(t, "ddi-demo", "serving.knative.dev/service=frontend", 2*time.Minute)
+		n := envInt(t, "DDI_E2E_LATENCY_REQUESTS", 500)
+		base := "http://" + pod.Status.PodIP + ":8080"
+		lc := &http.Client{Timeout: 10 * time.Second}
+		for range 50 { // warm up connections on every hop
+			request(lc, base+"/", "")
+			request(lc, base+"/direct", "")
+		}
+		var viaDDI, direct latencies
+		for i := range 2 * n {
+			path := "/"
+			if i%2 == 1 {
+				path = "/direct"
+			}
+			cl := request(lc, base+path, "")
+			if !cl.ok() {
+				t.Fatalf("GET %s on frontend's pod: %v", path, cl.err)
+			}
+			if path == "/" {
+				viaDDI = append(viaDDI, cl.end.Sub(cl.start))
+			} else {
+				direct = append(direct, cl.end.Sub(cl.start))
+			}
+		}
+		rep.Latency = map[string]string{"via ddi (GET /)": viaDDI.String(), "direct (GET /direct)": direct.String(),
+			"p50 added": ms(viaDDI.percentile(50) - direct.percentile(50)), "p99 added": ms(viaDDI.percentile(99) - direct.percentile(99))}
+		t.Logf("frontend -> greeter through the sidecar: %s", viaDDI)
+		t.Logf("frontend -> greeter directly:            %s", direct)
+
+		rep.Memory = map[string]string{}
+		fresh, err := c.cs.CoreV1().Pods("ddi-demo").Get(t.Context(), pod.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"ddi-sidecar", "user-container", "queue-proxy"} {
+			m, err := c.containerMemory(fresh, name)
+			if err != nil {
+				t.Fatalf("memory of %s: %v", name, err)
+			}
+			rep.Memory["frontend pod, "+name+" (after the latency run)"] = m.String()
+			t.Logf("frontend pod, %s: %s", name, m)
+		}
+		idle := c.readyPod(t, "openfaas-fn", "faas_function=greet", time.Minute)
+		if m, err := c.containerMemory(&idle, "ddi-sidecar"); err == nil {
+			rep.Memory["OpenFaaS-shaped pod, ddi-sidecar (little traffic)"] = m.String()
+			t.Logf("OpenFaaS-shaped pod, ddi-sidecar: %s", m)
+		}
+	})
+
+	t.Run("greeter v2 and a Provider update rebind frontend live", func(t *testing.T) {
+		pod := c.readyPod(t, "ddi-demo", "serving.knative.dev/service=frontend", 2*time.Minute)
+		before := c.greeterBinding(t, pod.Name)
+		if before.Version != "1.0.0" {
+			t.Fatalf("frontend's greeter binding = %+v, want version 1.0.0", before)
+		}
+		tr := steadyTraffic(route, frontendHost, 2, 50*time.Millisecond)
+		time.Sleep(3 * time.Second)
+		applied := time.Now()
+		c.apply(t, im, "examples/knative/greeter-v2.yaml")
+		var after sidecarBinding
+		eventually(t, 3*time.Minute, "frontend's binding at greeter 2.0.0 and answers from greeter-v2", func() (bool, error) {
+			after = c.greeterBinding(t, pod.Name)
+			calls := tr.snapshot()
+			return after.Version == "2.0.0" && len(calls) > 0 && calls[len(calls)-1].answer.Revision == "greeter-v2", nil
+		})
+		rebound := time.Now()
+		time.Sleep(5 * time.Second)
+		calls := tr.halt()
+
+		if fs := failures(calls); len(fs) > 0 {
+			t.Errorf("%d of %d requests through frontend failed during the switch:\n%s", len(fs), len(calls), describeFailures(fs))
+		}
+		if after.Revision <= before.Revision {
+			t.Errorf("binding revision %d -> %d, want it to grow", before.Revision, after.Revision)
+		}
+		v1, v2, firstV2 := 0, 0, time.Time{}
+		for _, cl := range calls {
+			switch cl.answer.Revision {
+			case "greeter-v1":
+				v1++
+			case "greeter-v2":
+				v2++
+				if firstV2.IsZero() {
+					firstV2 = cl.end
+				}
+			}
+		}
+		tailCalls := calls[max(0, len(calls)-20):]
+		for _, cl := range tailCalls {
+			if cl.answer.Revision != "greeter-v2" || cl.answer.Version != "2.0.0" {
+				t.Errorf("a request after the switch got %+v, want greeter 2.0.0 from greeter-v2", cl.answer)
+				break
+			}
+		}
+		now := c.readyPod(t, "ddi-demo", "serving.knative.dev/service=frontend", time.Minute)
+		if now.UID != pod.UID || restarts(&now) != 0 {
+			t.Errorf("frontend pod %s (uid %s, %d restarts) after the switch, want %s unchanged and never restarted", now.Name, now.UID, restarts(&now), pod.Name)
+		}
+		rep.Rebind = map[string]string{
+			"requests":                strconv.Itoa(len(calls)),
+			"failed":                  strconv.Itoa(len(failures(calls))),
+			"answered by greeter-v1":  strconv.Itoa(v1),
+			"answered by greeter-v2":  strconv.Itoa(v2),
+			"first v2 answer after":   firstV2.Sub(applied).Round(10 * time.Millisecond).String(),
+			"binding at 2.0.0 after":  rebound.Sub(applied).Round(10 * time.Millisecond).String(),
+			"binding revision":        fmt.Sprintf("%d -> %d", before.Revision, after.Revision),
+			"frontend pod restarted?": strconv.FormatBool(now.UID != pod.UID || restarts(&now) != 0),
+		}
+		t.Logf("rebind: %v", rep.Rebind)
+	})
+
+	t.Run("controller pod deleted during steady traffic", func(t *testing.T) {
+		pod := c.readyPod(t, "ddi-demo", "serving.knative.dev/service=frontend", 2*time.Minute)
+		reconnects := c.sidecarMetric(t, pod.Name, "ddi_sidecar_stream_reconnects_total")
+		const sel = "app.kubernetes.io/name=ddi,app.kubernetes.io/component=controller"
+		old := c.pods(t, "ddi-system", sel)
+		if len(old) == 0 {
+			t.Fatal("no controller pod")
+		}
+		tr := steadyTraffic(route, frontendHost, 2, 50*time.Millisecond)
+		time.Sleep(3 * time.Second)
+		deleted := time.Now()
+		for _, p := range old {
+			if err := c.cs.CoreV1().Pods("ddi-system").Delete(t.Context(), p.Name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var back corev1.Pod
+		eventually(t, 3*time.Minute, "a new ready controller pod", func() (bool, error) {
+			for _, p := range c.pods(t, "ddi-system", sel) {
+				if podReady(&p) && !slices.ContainsFunc(old, func(o corev1.Pod) bool { return o.UID == p.UID }) {
+					back = p
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		ready := time.Now()
+		eventually(t, 2*time.Minute, "frontend's sidecar to reconnect", func() (bool, error) {
+			return c.sidecarMetric(t, pod.Name, "ddi_sidecar_stream_reconnects_total") > reconnects &&
+				c.sidecarMetric(t, pod.Name, "ddi_sidecar_control_plane_connected") == 1, nil
+		})
+		reconnected := time.Now()
+		// Resynchronised: a change made now reaches frontend's files.
+		c.kubectlRun(t, "-n", "ddi-demo", "patch", "provider", "greeter", "--type=merge", "-p", `{"spec":{"config":{"motd":"resynced"}}}`)
+		eventually(t, time.Minute, "the Provider change to reach frontend's binding files", func() (bool, error) {
+			return bindingFiles(t, client, route, frontendHost)["greeter/motd"] == "resynced", nil
+		})
+		resynced := time.Now()
+		time.Sleep(3 * time.Second)
+		calls := tr.halt()
+		if fs := failures(calls); len(fs) > 0 {
+			t.Errorf("%d of %d requests through frontend failed while the controller was away:\n%s", len(fs), len(calls), describeFailures(fs))
+		}
+		rep.ControllerOutage = map[string]string{
+			"requests":                      strconv.Itoa(len(calls)),
+			"failed":                        strconv.Itoa(len(failures(calls))),
+			"new controller ready after":    ready.Sub(deleted).Round(10 * time.Millisecond).String(),
+			"sidecar reconnected after":     reconnected.Sub(deleted).Round(10 * time.Millisecond).String(),
+			"change seen by frontend after": resynced.Sub(reconnected).Round(10*time.Millisecond).String() + " (Provider patched after the reconnect)",
+		}
+		t.Logf("controller %s replaced by %s: %v", old[0].Name, back.Name, rep.ControllerOutage)
+	})
+
+	t.Run("scale to zero and back, cold start with and without ddi", func(t *testing.T) {
+		waitZero := func(services ...string) {
+			t.Helper()
+			eventually(t, 4*time.Minute, "no pods for "+strings.Join(services, ", "), func() (bool, error) {
+				for _, s := range services {
+					if len(c.pods(t, "ddi-demo", "serving.knative.dev/service="+s)) > 0 {
+						return false, nil
+					}
+				}
+				return true, nil
+			})
+		}
+		waitZero("frontend", "cold-ddi", "cold-plain")
+		got := request(client, route, frontendHost)
+		if !got.ok() {
+			t.Fatalf("first request to frontend after scale to zero: %v", got.err)
+		}
+		rep.FrontendWake = got.end.Sub(got.start).Round(time.Millisecond).String()
+		t.Logf("frontend woke from zero in %s: %+v", rep.FrontendWake, got.answer)
+		pod := c.readyPod(t, "ddi-demo", "serving.knative.dev/service=frontend", time.Minute)
+		c.checkStartOrder(t, &pod)
+
+		rounds := envInt(t, "DDI_E2E_COLD_ROUNDS", 1)
+		var withDDI, without latencies
+		for r := range rounds {
+			if r > 0 {
+				waitZero("cold-ddi", "cold-plain")
+			}
+			order := []string{"cold-plain", "cold-ddi"}
+			if r%2 == 1 {
+				slices.Reverse(order)
+			}
+			for _, svc := range order {
+				cl := request(client, route, svc+".ddi-demo.example.com")
+				if !cl.ok() {
+					t.Fatalf("first request to %s after scale to zero: %v", svc, cl.err)
+				}
+				d := cl.end.Sub(cl.start)
+				if svc == "cold-ddi" {
+					withDDI = append(withDDI, d)
+				} else {
+					without = append(without, d)
+				}
+				t.Logf("round %d: %s cold start %s", r+1, svc, ms(d))
+			}
+		}
+		rep.ColdStart = map[string]string{"with ddi (cold-ddi)": withDDI.String(), "without ddi (cold-plain)": without.String()}
+		t.Logf("cold start with ddi: %s; without: %s", withDDI, without)
+	})
+
+	rep.Total = time.Since(began).Round(time.Second).String()
+	t.Logf("whole test: %s", rep.Total)
+}
+
+// checkInjected checks a pod that the webhook injected: a native sidecar
+// (an init container with restartPolicy Always and a startup probe), the
+// bindings volume and environment in the wired containers, and nothing in
+// the containers that belong to the platform.
+func checkInjected(t *testing.T, pod *corev1.Pod, wired, untouched []string) {
+	t.Helper()
+	if pod.Annotations["ddi.dev/injected-version"] == "" {
+		t.Errorf("pod %s has no ddi.dev/injected-version annotation: the webhook did not inject it", pod.Name)
+	}
+	i := slices.IndexFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == "ddi-sidecar" })
+	if i < 0 {
+		t.Fatalf("pod %s has no ddi-sidecar init container (containers: %v)", pod.Name, names(pod))
+	}
+	sc := pod.Spec.InitContainers[i]
+	if sc.RestartPolicy == nil || *sc.RestartPolicy != corev1.ContainerRestartPolicyAlways || sc.StartupProbe == nil {
+		t.Errorf("ddi-sidecar of %s is not a native sidecar (restartPolicy %v, startupProbe %v)", pod.Name, sc.RestartPolicy, sc.StartupProbe != nil)
+	}
+	if len(sc.Ports) != 0 {
+		t.Errorf("ddi-sidecar of %s declares ports %v; Knative allows only the function's", pod.Name, sc.Ports)
+	}
+	for _, name := range wired {
+		if !hasMount(pod, name, "/bindings") || !hasEnv(pod, name, "DDI_ADDR") || !hasEnv(pod, name, "SERVICE_BINDING_ROOT") {
+			t.Errorf("container %s of %s lacks the bindings mount or DDI_ADDR/SERVICE_BINDING_ROOT", name, pod.Name)
+		}
+	}
+	for _, name := range untouched {
+		if hasMount(pod, name, "/bindings") || hasEnv(pod, name, "DDI_ADDR") {
+			t.Errorf("container %s of %s was wired to ddi; it belongs to the platform", name, pod.Name)
+		}
+	}
+}
+
+func names(pod *corev1.Pod) []string {
+	var out []string
+	for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+func container(pod *corev1.Pod, name string) *corev1.Container {
+	for i := range pod.Spec.Containers {
+		if pod.Spec.Containers[i].Name == name {
+			return &pod.Spec.Containers[i]
+		}
+	}
+	return nil
+}
+
+func hasMount(pod *corev1.Pod, name, path string) bool {
+	c := container(pod, name)
+	return c != nil && slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == path })
+}
+
+func hasEnv(pod *corev1.Pod, name, env string) bool {
+	c := container(pod, name)
+	return c != nil && slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == env })
+}
+
+func restarts(pod *corev1.Pod) int32 {
+	var n int32
+	for _, s := range append(slices.Clone(pod.Status.InitContainerStatuses), pod.Status.ContainerStatuses...) {
+		n += s.RestartCount
+	}
+	return n
+}
+
+// sidecarBinding is the part of a sidecar binding the test reads.
+type sidecarBinding struct {
+	Provider string            `json:"provider"`
+	Version  string            `json:"version"`
+	Revision int64             `json:"revision"`
+	Config   map[string]string `json:"config"`
+}
+
+// greeterBinding reads frontend's greeter binding from its sidecar.
+func (c *localCluster) greeterBinding(t *testing.T, pod string) sidecarBinding {
+	t.Helper()
+	var b sidecarBinding
+	eventually(t, time.Minute, "frontend's sidecar API", func() (bool, error) {
+		code, body, err := c.sidecarGet(t, "ddi-demo", pod, "/v1/bindings/greeter")
+		if err != nil || code != http.StatusOK {
+			return false, fmt.Errorf("GET /v1/bindings/greeter = %d %s: %v", code, body, err)
+		}
+		return true, json.Unmarshal(body, &b)
+	})
+	return b
+}
+
+// sidecarMetric reads an unlabelled metric of frontend's sidecar.
+func (c *localCluster) sidecarMetric(t *testing.T, pod, name string) float64 {
+	t.Helper()
+	var v float64
+	eventually(t, time.Minute, "frontend's sidecar metrics", func() (bool, error) {
+		code, body, err := c.sidecarGet(t, "ddi-demo", pod, "/metrics")
+		if err != nil || code != http.StatusOK {
+			return false, fmt.Errorf("GET /metrics = %d: %v", code, err)
+		}
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(body)
+		if m == nil {
+			return false, fmt.Errorf("no metric %s", name)
+		}
+		v, err = strconv.ParseFloat(string(m[1]), 64)
+		return err == nil, err
+	})
+	return v
+}
+
+// invokeCount is how many greeter invocations frontend's sidecar proxied.
+func (c *localCluster) invokeCount(t *testing.T, pod string) int {
+	t.Helper()
+	code, body, err := c.sidecarGet(t, "ddi-demo", pod, "/metrics")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET /metrics of frontend's sidecar = %d: %v", code, err)
+	}
+	m := regexp.MustCompile(`(?m)^ddi_sidecar_invoke_total\{dependency="greeter",result="ok"\} (\d+)$`).FindSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// bindingFiles returns frontend's Service Binding files (GET /bindings).
+func bindingFiles(t *testing.T, client *http.Client, route, host string) map[string]string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, route+"bindings", nil)
+	req.Host = host
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET /bindings through frontend's route: %v", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Files map[string]string `json:"files"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("GET /bindings: %v", err)
+	}
+	return out.Files
+}
+
+// containerMemory reads the memory of a running container of pod.
+func (c *localCluster) containerMemory(pod *corev1.Pod, name string) (containerMemory, error) {
+	for _, s := range append(slices.Clone(pod.Status.InitContainerStatuses), pod.Status.ContainerStatuses...) {
+		if s.Name == name && s.ContainerID != "" {
+			return readContainerMemory(string(pod.UID), s.ContainerID)
+		}
+	}
+	return containerMemory{}, fmt.Errorf("pod %s has no running container %s", pod.Name, name)
+}
+
+// checkStartOrder checks, on a pod that just started, that the sidecar had
+// its first snapshot (so its startup probe could pass) before the function
+// started serving: native sidecar start order.
+func (c *localCluster) checkStartOrder(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	sidecarReady := firstLogTime(t, c.containerLogs(t, pod.Namespace, pod.Name, "ddi-sidecar"), "snapshot applied")
+	serving := firstLogTime(t, c.containerLogs(t, pod.Namespace, pod.Name, "user-container"), "listening")
+	if !sidecarReady.Before(serving) {
+		t.Errorf("frontend started listening at %s, before its sidecar's first snapshot at %s", serving.Format(time.RFC3339Nano), sidecarReady.Format(time.RFC3339Nano))
+	}
+	for _, s := range pod.Status.InitContainerStatuses {
+		if s.Name == "ddi-sidecar" && (s.Started == nil || !*s.Started) {
+			t.Errorf("ddi-sidecar of %s is not started: %+v", pod.Name, s)
+		}
+	}
+	t.Logf("sidecar ready at %s, frontend listening at %s (+%s)", sidecarReady.Format("15:04:05.000"), serving.Format("15:04:05.000"), serving.Sub(sidecarReady).Round(time.Millisecond))
+}
+
+// firstLogTime returns the kubelet timestamp of the first log line that
+// contains s.
+func firstLogTime(t *testing.T, logs, s string) time.Time {
+	t.Helper()
+	for line := range strings.Lines(logs) {
+		ts, rest, _ := strings.Cut(line, " ")
+		if strings.Contains(rest, s) {
+			when, err := time.Parse(time.RFC3339Nano, ts)
+			if err != nil {
+				t.Fatalf("log timestamp %q: %v", ts, err)
+			}
+			return when
+		}
+	}
+	t.Fatalf("no log line contains %q:\n%s", s, logs)
+	return time.Time{}
+}
+
+// report holds the measurements of one run.
+type report struct {
+	Started           string            `json:"started"`
+	Total             string            `json:"total"`
+	Steps             []string          `json:"steps"`
+	Latency           map[string]string `json:"latency,omitempty"`
+	Memory            map[string]string `json:"memory,omitempty"`
+	Rebind            map[string]string `json:"rebind,omitempty"`
+	ControllerOutage  map[string]string `json:"controllerOutage,omitempty"`
+	FrontendWake      string            `json:"frontendWake,omitempty"`
+	ColdStart         map[string]string `json:"coldStart,omitempty"`
+	RegistrationGone  string            `json:"registrationGone,omitempty"`
+	FissionReidentify string            `json:"fissionReidentify,omitempty"`
+}
+
+func step(what string, since time.Time) string {
+	return what + ": " + time.Since(since).Round(100*time.Millisecond).String()
+}
+
+// write saves the report to $DDI_E2E_REPORT, if set.
+func (r *report) write(t *testing.T) {
+	path := os.Getenv("DDI_E2E_REPORT")
+	if path == "" {
+		return
+	}
+	b, _ := json.MarshalIndent(r, "", "  ")
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		t.Errorf("write report: %v", err)
+	}
+}
