@@ -21,7 +21,9 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-go build -o "$work/ddi" ./cmd/ddi
+# The sidecar as shipped in its image: no Kubernetes libraries.
+go build -tags nokube -o "$work/ddi" ./cmd/ddi
+go build -o "$work/ddi-full" ./cmd/ddi
 go build -o "$work/startready" ./bench/startready
 DDI="$work/ddi"
 
@@ -63,7 +65,7 @@ PY
 echo "# Sidecar benchmarks, $(date -u +%Y-%m-%d)"
 echo
 echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r), $(go version | awk '{print $3}')."
-echo "wrk pinned to CPU 0; provider, sidecar and control plane pinned to CPU 1; ${DURATION}s runs, median of ${RUNS} by requests/s."
+echo "wrk pinned to CPU 0; provider, sidecar and control plane pinned to CPU 1; ${DURATION}s runs, median of ${RUNS} by requests/s. Load average at start: $(cut -d' ' -f1-3 /proc/loadavg)."
 echo
 echo "| case | conc | req/s | p50 ms | p99 ms | non-2xx |"
 echo "|---|---|---|---|---|---|"
@@ -97,7 +99,12 @@ IDLE_PORT=$(free_port)
 taskset -c 1 "$DDI" --control-plane http://127.0.0.1:$CP_PORT --log-level error sidecar --name idle --dep greeter=greeter --listen 127.0.0.1:$IDLE_PORT & IDLE_PID=$!; pids+=($IDLE_PID)
 wait_http http://127.0.0.1:$IDLE_PORT/readyz; sleep 2
 rss=$(awk '/VmRSS/{print $2}' /proc/$IDLE_PID/status)
-echo "- sidecar idle RSS: $((rss/1024)) MiB ($rss KiB) (target <= 15 MiB); binary $(( $(stat -c %s "$DDI") / 1048576 )) MiB"
+echo "- sidecar idle RSS: $((rss/1024)) MiB ($rss KiB) (target <= 15 MiB); binary $(( $(stat -c %s "$DDI") / 1048576 )) MiB (-tags nokube)"
+FULL_PORT=$(free_port)
+taskset -c 1 "$work/ddi-full" --control-plane http://127.0.0.1:$CP_PORT --log-level error sidecar --name idle-full --dep greeter=greeter --listen 127.0.0.1:$FULL_PORT & FULL_PID=$!; pids+=($FULL_PID)
+wait_http http://127.0.0.1:$FULL_PORT/readyz; sleep 2
+rss=$(awk '/VmRSS/{print $2}' /proc/$FULL_PID/status)
+echo "- for comparison, the same sidecar from the full build (with the Kubernetes controller linked in): $((rss/1024)) MiB idle RSS, binary $(( $(stat -c %s "$work/ddi-full") / 1048576 )) MiB"
 ready=$("$work/startready" -ddi "$DDI" -control-plane http://127.0.0.1:$CP_PORT -n 10 -cpu 1 | tail -1)
 echo "- sidecar start to ready, $ready of 10 starts (target <= 10 ms)"
 } | tee "$OUT/sidecar-$(date -u +%Y%m%d-%H%M).md"

@@ -1,5 +1,5 @@
 // Package bench holds ddi's benchmarks; the webhook_* files measure the
-// Kubernetes side (bench/RESULTS-kube.md): the admission handler, the fan-out
+// Kubernetes side (bench/RESULTS.md): the admission handler, the fan-out
 // of a provider change to many sidecar streams, and the control plane's
 // memory.
 package bench
