@@ -134,20 +134,11 @@ go to a temporary directory that is removed at exit.`,
 }
 
 func parseDepFlags(deps []string) ([]registry.Dependency, error) {
-	out := make([]registry.Dependency, 0, len(deps))
-	seen := map[string]bool{}
-	for _, d := range deps {
-		dep, err := registry.ParseDependency(d)
-		if err != nil {
-			return nil, fmt.Errorf("--dep: %w", err)
-		}
-		if seen[dep.Alias] {
-			return nil, fmt.Errorf("--dep: alias %q is given twice", dep.Alias)
-		}
-		seen[dep.Alias] = true
-		out = append(out, dep)
+	parsed, err := registry.ParseDependencyList(deps)
+	if err != nil {
+		return nil, fmt.Errorf("--dep: %w", err)
 	}
-	return out, nil
+	return parsed, nil
 }
 
 var errSidecarExited = errors.New("sidecar exited before it was ready")

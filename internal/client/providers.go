@@ -7,15 +7,13 @@ import (
 	"strconv"
 	"time"
 
+	"ddi.dev/ddi/internal/protocol"
 	"ddi.dev/ddi/internal/registry"
 )
 
 // Provider is a provider as the control plane shows it: Secret is always
 // empty and SecretKeys lists the names of the secret entries.
-type Provider struct {
-	registry.Provider
-	SecretKeys []string `json:"secretKeys,omitempty"`
-}
+type Provider = protocol.ProviderView
 
 // ProviderList is the answer of ListProviders.
 type ProviderList struct {
@@ -25,17 +23,7 @@ type ProviderList struct {
 }
 
 // SidecarStatus describes one sidecar connected to the control plane.
-type SidecarStatus struct {
-	ID           string            `json:"id"`
-	Consumer     registry.Consumer `json:"consumer"`
-	Dependencies []string          `json:"dependencies"`
-	SentVersion  int64             `json:"sentVersion,omitempty"`
-	AckedVersion int64             `json:"ackedVersion"`
-	AckedHash    string            `json:"ackedHash,omitempty"`
-	AckError     string            `json:"ackError,omitempty"`
-	ConnectedAt  time.Time         `json:"connectedAt"`
-	Remote       string            `json:"remote"`
-}
+type SidecarStatus = protocol.SidecarStatus
 
 func providerPath(namespace, name string) string {
 	if namespace == "" {

@@ -58,7 +58,7 @@ func (Trusting) Identify(_ context.Context, _ *http.Request, hello *protocol.Hel
 	if err := registry.ValidateName("consumer.namespace", c.Namespace); err != nil {
 		return Identity{}, err
 	}
-	deps, err := ParseDependencyList(hello.Dependencies)
+	deps, err := registry.ParseDependencyList(hello.Dependencies)
 	if err != nil {
 		return Identity{}, err
 	}
@@ -67,22 +67,3 @@ func (Trusting) Identify(_ context.Context, _ *http.Request, hello *protocol.Hel
 
 // AuthorizeWrite allows every write.
 func (Trusting) AuthorizeWrite(context.Context, *http.Request, *registry.Provider) error { return nil }
-
-// ParseDependencyList parses "alias=selector" entries and refuses duplicate
-// aliases.
-func ParseDependencyList(list []string) ([]registry.Dependency, error) {
-	deps := make([]registry.Dependency, 0, len(list))
-	seen := make(map[string]bool, len(list))
-	for _, s := range list {
-		d, err := registry.ParseDependency(s)
-		if err != nil {
-			return nil, err
-		}
-		if seen[d.Alias] {
-			return nil, fmt.Errorf("dependency alias %q is declared twice", d.Alias)
-		}
-		seen[d.Alias] = true
-		deps = append(deps, d)
-	}
-	return deps, nil
-}

@@ -163,12 +163,8 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	target := registry.Provider{Namespace: ns, Name: name}
-	if cur, err := s.store.Get(r.Context(), ns, name); err == nil {
-		target = cur
-	}
-	if err := s.auth.AuthorizeWrite(r.Context(), r, &target); err != nil {
-		httpapi.WriteProblem(w, authProblem(err))
+	if prob := s.authorizeExisting(r, ns, name); prob != nil {
+		httpapi.WriteProblem(w, prob)
 		return
 	}
 	if err := s.store.Delete(r.Context(), ns, name, rev); err != nil {
@@ -196,12 +192,8 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, httpapi.ValidationProblem(err))
 		return
 	}
-	target := registry.Provider{Namespace: ns, Name: name}
-	if cur, err := s.store.Get(r.Context(), ns, name); err == nil {
-		target = cur
-	}
-	if err := s.auth.AuthorizeWrite(r.Context(), r, &target); err != nil {
-		httpapi.WriteProblem(w, authProblem(err))
+	if prob := s.authorizeExisting(r, ns, name); prob != nil {
+		httpapi.WriteProblem(w, prob)
 		return
 	}
 	p, err := s.store.Renew(r.Context(), ns, name, time.Duration(body.TTL))
@@ -273,4 +265,17 @@ func authProblem(err error) *httpapi.Problem {
 		return httpapi.NewProblem(http.StatusForbidden, "forbidden", err.Error())
 	}
 	return httpapi.ValidationProblem(err)
+}
+
+// authorizeExisting asks the Authenticator whether r may change the stored
+// provider ns/name (or, when it does not exist, a provider of that name).
+func (s *Server) authorizeExisting(r *http.Request, ns, name string) *httpapi.Problem {
+	target := registry.Provider{Namespace: ns, Name: name}
+	if cur, err := s.store.Get(r.Context(), ns, name); err == nil {
+		target = cur
+	}
+	if err := s.auth.AuthorizeWrite(r.Context(), r, &target); err != nil {
+		return authProblem(err)
+	}
+	return nil
 }

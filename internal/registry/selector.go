@@ -144,13 +144,22 @@ func ParseDependency(s string) (Dependency, error) {
 // ';' or newlines (the ddi.dev/dependencies annotation format). Aliases must
 // be unique.
 func ParseDependencies(s string) ([]Dependency, error) {
-	var deps []Dependency
-	seen := map[string]bool{}
+	var entries []string
 	for _, line := range strings.FieldsFunc(s, func(r rune) bool { return r == ';' || r == '\n' }) {
-		if strings.TrimSpace(line) == "" {
-			continue
+		if strings.TrimSpace(line) != "" {
+			entries = append(entries, line)
 		}
-		d, err := ParseDependency(line)
+	}
+	return ParseDependencyList(entries)
+}
+
+// ParseDependencyList parses "ALIAS=SELECTOR" entries (as repeated --dep
+// flags or a stream hello carry them). Aliases must be unique.
+func ParseDependencyList(entries []string) ([]Dependency, error) {
+	deps := make([]Dependency, 0, len(entries))
+	seen := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		d, err := ParseDependency(e)
 		if err != nil {
 			return nil, err
 		}
