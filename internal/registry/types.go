@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -80,6 +82,30 @@ func Key(namespace, name string) string {
 		namespace = DefaultNamespace
 	}
 	return namespace + "/" + name
+}
+
+// Clone returns a deep copy of p: no map, slice or pointer is shared with
+// p, so either can be changed without the other seeing it.
+func (p *Provider) Clone() Provider {
+	c := *p
+	c.Labels = maps.Clone(p.Labels)
+	c.Endpoints = slices.Clone(p.Endpoints)
+	c.Config = maps.Clone(p.Config)
+	c.Secret = maps.Clone(p.Secret)
+	if p.SecretRef != nil {
+		ref := *p.SecretRef
+		ref.Keys = slices.Clone(ref.Keys)
+		c.SecretRef = &ref
+	}
+	c.Scope.Namespaces = slices.Clone(p.Scope.Namespaces)
+	c.Scope.ServiceAccounts = slices.Clone(p.Scope.ServiceAccounts)
+	c.Scope.Workloads = slices.Clone(p.Scope.Workloads)
+	c.Scope.WorkloadLabels = maps.Clone(p.Scope.WorkloadLabels)
+	if p.Lease != nil {
+		l := *p.Lease
+		c.Lease = &l
+	}
+	return c
 }
 
 // ReadyEndpoints returns the provider's ready endpoints.

@@ -17,6 +17,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"ddi.dev/ddi/internal/registry"
+	"ddi.dev/ddi/internal/registry/watchhub"
 )
 
 // Defaults for the zero fields of Options.
@@ -100,9 +101,9 @@ type Store struct {
 	// mu serialises writes with the registration of watchers and the
 	// delivery of events, so that a Watch sees each committed event either
 	// in its replay or live, never both and never neither.
-	mu       sync.Mutex
-	watchers map[*watcher]struct{}
-	leases   map[string]time.Time // key -> Lease.ExpiresAt of leased providers
+	mu     sync.Mutex
+	hub    *watchhub.Hub
+	leases map[string]time.Time // key -> Lease.ExpiresAt of leased providers
 
 	stop chan struct{} // closed by Close to end the sweeper
 	done chan struct{} // closed by the sweeper when it returns
@@ -126,14 +127,14 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s := &Store{
-		db:       db,
-		path:     path,
-		opts:     opts,
-		log:      opts.Logger,
-		watchers: map[*watcher]struct{}{},
-		leases:   map[string]time.Time{},
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		db:     db,
+		path:   path,
+		opts:   opts,
+		log:    opts.Logger,
+		hub:    watchhub.New(opts.WatchBuffer, opts.Logger),
+		leases: map[string]time.Time{},
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}
 	if err := s.init(); err != nil {
 		db.Close()
@@ -192,9 +193,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed.Store(true)
-	for w := range s.watchers {
-		s.dropWatcher(w)
-	}
+	s.hub.CloseAll()
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.done
@@ -407,7 +406,7 @@ func (s *Store) update(ctx context.Context, fn func(t *txn) error) error {
 		}
 	}
 	for _, ev := range t.events {
-		s.broadcast(ev)
+		s.hub.Publish(ev)
 	}
 	return nil
 }
@@ -458,7 +457,7 @@ func (t *txn) put(key string, p registry.Provider) (registry.Provider, error) {
 	if err := t.append(registry.Put, b, stored); err != nil {
 		return registry.Provider{}, err
 	}
-	return clone(stored), nil
+	return stored.Clone(), nil
 }
 
 // delete removes the provider last stored as old under key at the next

@@ -4,21 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
-	"slices"
 
 	"go.etcd.io/bbolt"
 
 	"ddi.dev/ddi/internal/registry"
 )
-
-// watcher is one Watch call. Its channel is written and closed only under
-// Store.mu, so a send never meets a closed channel.
-type watcher struct {
-	ch   chan registry.Event
-	from int64       // deliver only events after this revision
-	stop func() bool // unregisters the context callback
-}
 
 // Watch streams every event with a revision greater than fromRevision:
 // first the history still in the log, then live events, without gaps or
@@ -63,47 +53,7 @@ func (s *Store) Watch(ctx context.Context, fromRevision int64) (<-chan registry.
 	if err != nil {
 		return nil, err
 	}
-	w := &watcher{
-		ch:   make(chan registry.Event, len(replay)+s.opts.WatchBuffer),
-		from: fromRevision,
-	}
-	for _, ev := range replay {
-		w.ch <- ev
-	}
-	s.watchers[w] = struct{}{}
-	w.stop = context.AfterFunc(ctx, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.dropWatcher(w)
-	})
-	return w.ch, nil
-}
-
-// broadcast delivers a committed event to every watcher, closing the
-// channels of watchers whose buffer is full. The caller holds s.mu.
-func (s *Store) broadcast(ev registry.Event) {
-	for w := range s.watchers {
-		if ev.Revision <= w.from {
-			continue
-		}
-		select {
-		case w.ch <- cloneEvent(ev):
-		default:
-			s.log.Warn("closing the channel of a watcher that fell behind", "revision", ev.Revision, "buffer", cap(w.ch))
-			s.dropWatcher(w)
-		}
-	}
-}
-
-// dropWatcher closes w's channel if it is still registered. The caller
-// holds s.mu.
-func (s *Store) dropWatcher(w *watcher) {
-	if _, ok := s.watchers[w]; !ok {
-		return
-	}
-	delete(s.watchers, w)
-	close(w.ch)
-	w.stop()
+	return s.hub.Add(ctx, fromRevision, replay), nil
 }
 
 func decodeEvent(k, v []byte) (registry.Event, error) {
@@ -117,31 +67,4 @@ func decodeEvent(k, v []byte) (registry.Event, error) {
 		return registry.Event{}, fmt.Errorf("decode event %d: %w", rev, err)
 	}
 	return ev, nil
-}
-
-func cloneEvent(ev registry.Event) registry.Event {
-	ev.Provider = clone(ev.Provider)
-	return ev
-}
-
-// clone returns a deep copy of p: no map, slice or pointer is shared.
-func clone(p registry.Provider) registry.Provider {
-	p.Labels = maps.Clone(p.Labels)
-	p.Endpoints = slices.Clone(p.Endpoints)
-	p.Config = maps.Clone(p.Config)
-	p.Secret = maps.Clone(p.Secret)
-	if p.SecretRef != nil {
-		ref := *p.SecretRef
-		ref.Keys = slices.Clone(ref.Keys)
-		p.SecretRef = &ref
-	}
-	p.Scope.Namespaces = slices.Clone(p.Scope.Namespaces)
-	p.Scope.ServiceAccounts = slices.Clone(p.Scope.ServiceAccounts)
-	p.Scope.Workloads = slices.Clone(p.Scope.Workloads)
-	p.Scope.WorkloadLabels = maps.Clone(p.Scope.WorkloadLabels)
-	if p.Lease != nil {
-		l := *p.Lease
-		p.Lease = &l
-	}
-	return p
 }

@@ -307,25 +307,3 @@ func DependencySelector(d v1alpha1.Dependency) (registry.Selector, error) {
 	}
 	return registry.Selector{}, fmt.Errorf("set provider (a provider by name) or selector (a type, version range and labels)")
 }
-
-// clone returns a deep copy of p: no map, slice or pointer is shared.
-func clone(p registry.Provider) registry.Provider {
-	p.Labels = maps.Clone(p.Labels)
-	p.Endpoints = slices.Clone(p.Endpoints)
-	p.Config = maps.Clone(p.Config)
-	p.Secret = maps.Clone(p.Secret)
-	if p.SecretRef != nil {
-		ref := *p.SecretRef
-		ref.Keys = slices.Clone(ref.Keys)
-		p.SecretRef = &ref
-	}
-	p.Scope.Namespaces = slices.Clone(p.Scope.Namespaces)
-	p.Scope.ServiceAccounts = slices.Clone(p.Scope.ServiceAccounts)
-	p.Scope.Workloads = slices.Clone(p.Scope.Workloads)
-	p.Scope.WorkloadLabels = maps.Clone(p.Scope.WorkloadLabels)
-	if p.Lease != nil {
-		l := *p.Lease
-		p.Lease = &l
-	}
-	return p
-}

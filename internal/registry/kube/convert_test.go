@@ -14,6 +14,7 @@ import (
 
 	"ddi.dev/ddi/api/v1alpha1"
 	"ddi.dev/ddi/internal/registry"
+	"ddi.dev/ddi/internal/registry/watchhub"
 )
 
 func TestDependencies(t *testing.T) {
@@ -87,7 +88,7 @@ func TestRoundTrip(t *testing.T) {
 // need none.
 func newOfflineStore() *Store {
 	opts := Options{}.withDefaults()
-	return &Store{opts: opts, log: opts.Logger, secrets: newSecretCache(16), watchers: map[*watcher]struct{}{}, leases: map[string]leaseEntry{}}
+	return &Store{opts: opts, log: opts.Logger, secrets: newSecretCache(16), hub: watchhub.New(opts.WatchBuffer, opts.Logger), leases: map[string]leaseEntry{}}
 }
 
 func providerAt(name string, rev int64) *v1alpha1.Provider {

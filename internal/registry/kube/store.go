@@ -25,6 +25,7 @@ import (
 
 	"ddi.dev/ddi/api/v1alpha1"
 	"ddi.dev/ddi/internal/registry"
+	"ddi.dev/ddi/internal/registry/watchhub"
 )
 
 // Defaults for the zero fields of Options.
@@ -105,13 +106,15 @@ type Store struct {
 
 	closed atomic.Bool // set under mu
 
-	// mu guards the event log, the watchers and the lease index, which the
-	// watch loop feeds.
+	// mu guards the event log and the lease index, which the watch loop
+	// feeds, and orders the registration of watchers with the delivery of
+	// events, so that a Watch sees each event either in its replay or
+	// live, never both and never neither.
 	mu       sync.Mutex
 	events   []registry.Event // the log: every event after logStart, in order
 	logStart int64            // revision after which the log is complete
 	lastRev  int64            // last revision the watch loop has seen
-	watchers map[*watcher]struct{}
+	hub      *watchhub.Hub
 	leases   map[string]leaseEntry // key -> expiry of leased providers
 
 	cancel context.CancelFunc // ends the watch loop and the sweeper
@@ -169,7 +172,7 @@ func New(ctx context.Context, c client.WithWatch, opts Options) (*Store, error) 
 		log:      opts.Logger,
 		selector: sel,
 		secrets:  newSecretCache(4096),
-		watchers: map[*watcher]struct{}{},
+		hub:      watchhub.New(opts.WatchBuffer, opts.Logger),
 	}
 	rev, err := s.resync(ctx)
 	if err != nil {
@@ -199,9 +202,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed.Store(true)
-	for w := range s.watchers {
-		s.dropWatcher(w)
-	}
+	s.hub.CloseAll()
 	s.mu.Unlock()
 	s.cancel()
 	s.done.Wait()

@@ -16,14 +16,6 @@ import (
 	"ddi.dev/ddi/internal/registry"
 )
 
-// watcher is one Watch call. Its channel is written and closed only under
-// Store.mu, so a send never meets a closed channel.
-type watcher struct {
-	ch   chan registry.Event
-	from int64       // deliver only events after this revision
-	stop func() bool // unregisters the context callback
-}
-
 // Watch streams every event with a revision greater than fromRevision:
 // first those still in the store's event log, then live ones, without gaps
 // or duplicates.
@@ -55,21 +47,7 @@ func (s *Store) Watch(ctx context.Context, fromRevision int64) (<-chan registry.
 		return nil, fmt.Errorf("watch from revision %d: the store's event log starts after revision %d: list again and watch from the list's revision: %w", fromRevision, s.logStart, registry.ErrCompacted)
 	}
 	i := sort.Search(len(s.events), func(i int) bool { return s.events[i].Revision > fromRevision })
-	replay := s.events[i:]
-	w := &watcher{
-		ch:   make(chan registry.Event, len(replay)+s.opts.WatchBuffer),
-		from: max(fromRevision, s.lastRev),
-	}
-	for _, ev := range replay {
-		w.ch <- cloneEvent(ev)
-	}
-	s.watchers[w] = struct{}{}
-	w.stop = context.AfterFunc(ctx, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.dropWatcher(w)
-	})
-	return w.ch, nil
+	return s.hub.Add(ctx, max(fromRevision, s.lastRev), s.events[i:]), nil
 }
 
 // resync lists the Providers, rebuilds the lease index, and restarts the
@@ -96,9 +74,7 @@ func (s *Store) resync(ctx context.Context) (int64, error) {
 	s.leases = leases
 	s.events = nil
 	s.logStart, s.lastRev = rev, rev
-	for w := range s.watchers {
-		s.dropWatcher(w)
-	}
+	s.hub.CloseAll()
 	return rev, nil
 }
 
@@ -226,17 +202,7 @@ func (s *Store) record(ev registry.Event) {
 	} else {
 		delete(s.leases, key)
 	}
-	for w := range s.watchers {
-		if ev.Revision <= w.from {
-			continue
-		}
-		select {
-		case w.ch <- cloneEvent(ev):
-		default:
-			s.log.Warn("closing the channel of a watcher that fell behind", "revision", ev.Revision, "buffer", cap(w.ch))
-			s.dropWatcher(w)
-		}
-	}
+	s.hub.Publish(ev)
 }
 
 // advance notes a bookmark: no change up to rev.
@@ -244,22 +210,6 @@ func (s *Store) advance(rev int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastRev = max(s.lastRev, rev)
-}
-
-// dropWatcher closes w's channel if it is still registered. The caller
-// holds s.mu.
-func (s *Store) dropWatcher(w *watcher) {
-	if _, ok := s.watchers[w]; !ok {
-		return
-	}
-	delete(s.watchers, w)
-	close(w.ch)
-	w.stop()
-}
-
-func cloneEvent(ev registry.Event) registry.Event {
-	ev.Provider = clone(ev.Provider)
-	return ev
 }
 
 // backoff paces retries of the watch loop: 100ms doubling to 5s.
