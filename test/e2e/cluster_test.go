@@ -267,13 +267,40 @@ func (c *localCluster) apply(t *testing.T, im images, path string) {
 }
 
 // resetNamespaces deletes the test's namespaces and waits until they are
-// gone.
+// gone. It deletes their workloads first and waits for the pods: a
+// namespace deleted while Knative pods terminate (queue-proxy drains for
+// 30 s, and the grace period is the revision's 300 s timeout) is only
+// looked at again minutes later by the namespace controller.
 func (c *localCluster) resetNamespaces(t *testing.T) {
 	t.Helper()
-	c.kubectlRun(t, append([]string{"delete", "namespace", "--ignore-not-found", "--wait=false"}, testNamespaces...)...)
+	ctx := context.Background() // also runs in Cleanup, after ctx ends
+	var present []string
+	for _, ns := range testNamespaces {
+		n, err := c.cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if err != nil {
+			continue
+		}
+		present = append(present, ns)
+		if n.DeletionTimestamp == nil {
+			c.kubectlRun(t, "-n", ns, "delete", "ksvc,deployments,pods", "--all", "--wait=false")
+		}
+	}
+	if len(present) == 0 {
+		return
+	}
+	eventually(t, 3*time.Minute, "the pods of the test namespaces to go", func() (bool, error) {
+		for _, ns := range present {
+			list, err := c.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+			if err != nil || len(list.Items) > 0 {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+	c.kubectlRun(t, append([]string{"delete", "namespace", "--ignore-not-found", "--wait=false"}, present...)...)
 	eventually(t, 3*time.Minute, "the test namespaces to be deleted", func() (bool, error) {
-		for _, ns := range testNamespaces {
-			if _, err := c.cs.CoreV1().Namespaces().Get(t.Context(), ns, metav1.GetOptions{}); err == nil {
+		for _, ns := range present {
+			if _, err := c.cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err == nil {
 				return false, nil
 			}
 		}

@@ -29,7 +29,8 @@ import (
 //
 // Settings: DDI_E2E_LATENCY_REQUESTS (per path, default 500),
 // DDI_E2E_COLD_ROUNDS (default 1), DDI_E2E_REPORT (write the measurements
-// as JSON to this file), DDI_E2E_KEEP=1 (leave the namespaces behind).
+// as JSON to this file), DDI_E2E_KEEP=1 (leave the namespaces behind, as
+// hack/e2e.sh does before it brings the cluster down).
 func TestKnative(t *testing.T) {
 	c := requireCluster(t)
 	began := time.Now()
@@ -44,7 +45,7 @@ func TestKnative(t *testing.T) {
 	t.Cleanup(func() {
 		c.dumpOnFailure(t)
 		if os.Getenv("DDI_E2E_KEEP") != "1" {
-			_, _ = c.tryKubectl("", append([]string{"delete", "namespace", "--ignore-not-found", "--wait=false"}, testNamespaces...)...)
+			c.resetNamespaces(t)
 		}
 	})
 
@@ -61,7 +62,7 @@ func TestKnative(t *testing.T) {
 	// Knative Services only every 30 s.
 	c.apply(t, im, "examples/knative/greeter-provider.yaml")
 	c.kubectlRun(t, "-n", "ddi-demo", "wait", "--for=condition=Ready", "--timeout=90s", "provider/greeter")
-	c.kubectlRun(t, "-n", "ddi-demo", "wait", "--for=condition=Ready", "--timeout=180s", "ksvc/frontend", "ksvc/cold-ddi", "ksvc/cold-plain")
+	c.kubectlRun(t, "-n", "ddi-demo", "wait", "--for=condition=Ready", "--timeout=180s", "ksvc/frontend", "ksvc/cold-ddi", "ksvc/cold-ddi-container", "ksvc/cold-plain")
 	rep.Steps = append(rep.Steps, step("deploy the functions", t0))
 
 	const frontendHost = "frontend.ddi-demo.example.com"
@@ -69,12 +70,12 @@ func TestKnative(t *testing.T) {
 	client := &http.Client{Timeout: 30 * time.Second}
 
 	t.Run("webhook injects a native sidecar into Knative pods", func(t *testing.T) {
-		pod := c.readyPod(t, "ddi-demo", "serving.knative.dev/service=frontend", 2*time.Minute)
+		pod := c.frontendPod(t)
 		checkInjected(t, &pod, []string{"user-container"}, []string{"queue-proxy"})
 	})
 
 	t.Run("frontend's route reaches greeter through the sidecar", func(t *testing.T) {
-		pod := c.readyPod(t, "ddi-demo", "serving.knative.dev/service=frontend", 2*time.Minute)
+		pod := c.frontendPod(t)
 		before := c.invokeCount(t, pod.Name)
 		var got call
 		eventually(t, time.Minute, "greeter's answer through frontend's route", func() (bool, error) {
@@ -202,10 +203,15 @@ func TestKnative(t *testing.T) {
 	})
 
 	t.Run("latency through the sidecar and sidecar memory", func(t *testing.T) {
-		pod := c.readyPod(t, "ddi-demo", "serving.knative.dev/service=frontend", 2*time.Minute)
+		pod := c.frontendPod(t)
 		n := envInt(t, "DDI_E2E_LATENCY_REQUESTS", 500)
 		base := "http://" + pod.Status.PodIP + ":8080"
 		lc := &http.Client{Timeout: 10 * time.Second}
+		// Requests to the pod's address bypass Knative's queue-proxy, so
+		// the autoscaler would see no traffic and scale frontend to zero
+		// under the measurement: keep a trickle going through the route.
+		warm := steadyTraffic(route, frontendHost, 1, 500*time.Millisecond)
+		defer warm.halt()
 		for range 50 { // warm up connections on every hop
 			request(lc, base+"/", "")
 			request(lc, base+"/direct", "")
@@ -252,7 +258,7 @@ func TestKnative(t *testing.T) {
 	})
 
 	t.Run("greeter v2 and a Provider update rebind frontend live", func(t *testing.T) {
-		pod := c.readyPod(t, "ddi-demo", "serving.knative.dev/service=frontend", 2*time.Minute)
+		pod := c.frontendPod(t)
 		before := c.greeterBinding(t, pod.Name)
 		if before.Version != "1.0.0" {
 			t.Fatalf("frontend's greeter binding = %+v, want version 1.0.0", before)
@@ -296,7 +302,7 @@ func TestKnative(t *testing.T) {
 				break
 			}
 		}
-		now := c.readyPod(t, "ddi-demo", "serving.knative.dev/service=frontend", time.Minute)
+		now := c.frontendPod(t)
 		if now.UID != pod.UID || restarts(&now) != 0 {
 			t.Errorf("frontend pod %s (uid %s, %d restarts) after the switch, want %s unchanged and never restarted", now.Name, now.UID, restarts(&now), pod.Name)
 		}
@@ -314,7 +320,7 @@ func TestKnative(t *testing.T) {
 	})
 
 	t.Run("controller pod deleted during steady traffic", func(t *testing.T) {
-		pod := c.readyPod(t, "ddi-demo", "serving.knative.dev/service=frontend", 2*time.Minute)
+		pod := c.frontendPod(t)
 		reconnects := c.sidecarMetric(t, pod.Name, "ddi_sidecar_stream_reconnects_total")
 		const sel = "app.kubernetes.io/name=ddi,app.kubernetes.io/component=controller"
 		old := c.pods(t, "ddi-system", sel)
@@ -378,7 +384,7 @@ func TestKnative(t *testing.T) {
 				return true, nil
 			})
 		}
-		waitZero("frontend", "cold-ddi", "cold-plain")
+		waitZero("frontend", "cold-ddi", "cold-ddi-container", "cold-plain")
 		got := request(client, route, frontendHost)
 		if !got.ok() {
 			t.Fatalf("first request to frontend after scale to zero: %v", got.err)
@@ -389,35 +395,45 @@ func TestKnative(t *testing.T) {
 		c.checkStartOrder(t, &pod)
 
 		rounds := envInt(t, "DDI_E2E_COLD_ROUNDS", 1)
-		var withDDI, without latencies
+		services := []string{"cold-plain", "cold-ddi", "cold-ddi-container"}
+		cold := map[string]latencies{}
 		for r := range rounds {
 			if r > 0 {
-				waitZero("cold-ddi", "cold-plain")
+				waitZero(services...)
 			}
-			order := []string{"cold-plain", "cold-ddi"}
-			if r%2 == 1 {
-				slices.Reverse(order)
-			}
-			for _, svc := range order {
+			for i := range services { // a different one goes first each round
+				svc := services[(i+r)%len(services)]
 				cl := request(client, route, svc+".ddi-demo.example.com")
 				if !cl.ok() {
 					t.Fatalf("first request to %s after scale to zero: %v", svc, cl.err)
 				}
-				d := cl.end.Sub(cl.start)
-				if svc == "cold-ddi" {
-					withDDI = append(withDDI, d)
-				} else {
-					without = append(without, d)
-				}
-				t.Logf("round %d: %s cold start %s", r+1, svc, ms(d))
+				cold[svc] = append(cold[svc], cl.end.Sub(cl.start))
+				t.Logf("round %d: %s cold start %s", r+1, svc, ms(cl.end.Sub(cl.start)))
 			}
 		}
-		rep.ColdStart = map[string]string{"with ddi (cold-ddi)": withDDI.String(), "without ddi (cold-plain)": without.String()}
-		t.Logf("cold start with ddi: %s; without: %s", withDDI, without)
+		rep.ColdStart = map[string]string{
+			"without ddi (cold-plain)":                       cold["cold-plain"].String(),
+			"with ddi, native sidecar (cold-ddi)":            cold["cold-ddi"].String(),
+			"with ddi, plain container (cold-ddi-container)": cold["cold-ddi-container"].String(),
+		}
+		for k, v := range rep.ColdStart {
+			t.Logf("cold start %s: %s", k, v)
+		}
 	})
 
 	rep.Total = time.Since(began).Round(time.Second).String()
 	t.Logf("whole test: %s", rep.Total)
+}
+
+// frontendPod wakes frontend with a request through its route (it scales
+// to zero seconds after its last request) and returns its ready pod.
+func (c *localCluster) frontendPod(t *testing.T) corev1.Pod {
+	t.Helper()
+	eventually(t, time.Minute, "frontend to answer through its route", func() (bool, error) {
+		cl := request(&http.Client{Timeout: 30 * time.Second}, c.ingress+"/bindings", "frontend.ddi-demo.example.com")
+		return cl.err == nil && cl.status == http.StatusOK, cl.err
+	})
+	return c.readyPod(t, "ddi-demo", "serving.knative.dev/service=frontend", 2*time.Minute)
 }
 
 // checkInjected checks a pod that the webhook injected: a native sidecar

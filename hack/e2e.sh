@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# ddi on the local Kubernetes + Knative cluster of hack/cluster.sh.
+#
+# Usage: hack/e2e.sh [VERB]   (as root)
+#   all        (default) the whole end-to-end run, bounded in time: down
+#              (leftovers of an earlier run), up, go test -tags e2e
+#              ./test/e2e/..., down; exit status is the test's
+#   install    build ddi's two images (controller; sidecar with -tags
+#              nokube), import them, apply deploy/overlays/local, wait for
+#              the controller
+#   examples   build and deploy the example functions (examples/knative),
+#              then call frontend through its Knative route
+#   test       go test -tags e2e ./test/e2e/... against the running cluster
+#              (the test builds and installs from this tree by itself)
+#
+# Environment:
+#   DDI_E2E_TIMEOUT    go test -timeout of the test verb [20m]
+#   DDI_E2E_REPORT     the test writes its measurements here as JSON
+#   DDI_E2E_KEEP=1     the test leaves its namespaces behind
+#   DDI_BUILD_P        go build -p [2]
+# and those of hack/cluster.sh (DDI_CACHE, DDI_CLUSTER_STATE, ...).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+readonly REPO
+cd "$REPO"
+DDI_CACHE=${DDI_CACHE:-$REPO/.cache}
+export DDI_CACHE GOTOOLCHAIN=local
+readonly BUILD_P=${DDI_BUILD_P:-2}
+readonly OUT=$DDI_CACHE/e2e/dev
+readonly INGRESS=http://127.0.0.1:${DDI_CLUSTER_INGRESS_PORT:-31080}
+
+log() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+kc() { kubectl --kubeconfig "$(hack/cluster.sh kubeconfig)" "$@"; }
+
+# build_image REPO DIR PKG BIN [GO BUILD FLAGS]: build a static binary and
+# import it as ddi.local/REPO:<first 12 hex of its sha256>; print the
+# reference. A content tag rolls out a new build and only a new build.
+build_image() {
+	local repo=$1 dir=$2 pkg=$3 bin=$4
+	shift 4
+	mkdir -p "$(dirname "$bin")"
+	(cd "$dir" && CGO_ENABLED=0 go build -p "$BUILD_P" -trimpath -ldflags='-s -w' "$@" -o "$bin" "$pkg")
+	local ref
+	ref=ddi.local/$repo:$(sha256sum "$bin" | cut -c1-12)
+	local port=()
+	[[ $repo == greeter || $repo == frontend ]] && port=(-port 8080)
+	hack/cluster.sh image "$ref" "$bin" "${port[@]}" >/dev/null
+	# Earlier builds' tarballs would be imported again by every up.
+	find "$DDI_CACHE/cluster/images" -maxdepth 1 -name "ddi.local_${repo}_*.tar*" \
+		! -name "$(printf '%s' "$ref" | tr '/:' '__').tar*" -delete
+	printf '%s\n' "$ref"
+}
+
+cmd_install() {
+	local ddi sidecar
+	log "building ddi (controller) and ddi -tags nokube (sidecar)"
+	ddi=$(build_image ddi "$REPO" ./cmd/ddi "$OUT/ddi/ddi")
+	sidecar=$(build_image ddi-sidecar "$REPO" ./cmd/ddi "$OUT/ddi-sidecar/ddi" -tags nokube)
+	log "applying deploy/overlays/local with $ddi and $sidecar"
+	kc kustomize --load-restrictor=LoadRestrictionsNone deploy/overlays/local |
+		sed "s#ddi.local/ddi:dev#$ddi#; s#ddi.local/ddi-sidecar:dev#$sidecar#" |
+		kc apply -f - >/dev/null
+	kc -n ddi-system rollout status deploy/ddi-controller --timeout=180s >&2
+	local i
+	for i in $(seq 1 120); do
+		[[ -n $(kc get mutatingwebhookconfiguration ddi-sidecar-injector -o jsonpath='{.webhooks[0].clientConfig.caBundle}') ]] && break
+		sleep 0.5
+	done
+	log "ddi installed"
+	kc -n ddi-system get deploy,pods >&2
+}
+
+cmd_examples() {
+	local greeter frontend
+	log "building examples/greeter and examples/frontend"
+	greeter=$(build_image greeter "$REPO/examples" ./greeter "$OUT/greeter/greeter")
+	frontend=$(build_image frontend "$REPO/examples" ./frontend "$OUT/frontend/frontend")
+	ex() { sed "s#ddi.local/greeter:dev#$greeter#; s#ddi.local/frontend:dev#$frontend#" "examples/knative/$1.yaml" | kc apply -f - >/dev/null; }
+	ex namespace
+	ex greeter
+	ex frontend
+	kc -n ddi-demo wait --for=condition=Ready --timeout=180s ksvc/greeter >/dev/null
+	ex greeter-provider
+	kc -n ddi-demo wait --for=condition=Ready --timeout=90s provider/greeter >/dev/null
+	kc -n ddi-demo wait --for=condition=Ready --timeout=180s ksvc/frontend >/dev/null
+	kc -n ddi-demo get ksvc,providers >&2
+	local host=frontend.ddi-demo.example.com
+	log "curl -H 'Host: $host' $INGRESS/"
+	curl -sS --max-time 30 -H "Host: $host" "$INGRESS/"
+	log "curl -H 'Host: $host' $INGRESS/bindings"
+	curl -sS --max-time 30 -H "Host: $host" "$INGRESS/bindings"
+}
+
+cmd_test() {
+	go test -tags e2e -count=1 -v -timeout "${DDI_E2E_TIMEOUT:-20m}" ./test/e2e/...
+}
+
+cmd_all() {
+	[[ $(id -u) -eq 0 ]] || die "run as root: the local cluster needs containerd, mounts, iptables and a bridge"
+	local start=$SECONDS rc=0
+	trap 'log "bringing the cluster down"; hack/cluster.sh down >/dev/null 2>&1 || log "warning: hack/cluster.sh down failed"' EXIT
+	log "clearing leftovers of an earlier run"
+	hack/cluster.sh down >/dev/null 2>&1 || true
+	log "bringing the cluster up"
+	timeout 1800 hack/cluster.sh up >/dev/null
+	log "cluster up after $((SECONDS - start)) s; running the end-to-end tests"
+	# The cluster goes next: the test need not clean its namespaces up.
+	DDI_E2E_KEEP=${DDI_E2E_KEEP:-1} cmd_test || rc=$?
+	log "tests finished with status $rc after $((SECONDS - start)) s"
+	return "$rc"
+}
+
+case ${1:-all} in
+all) cmd_all ;;
+install) cmd_install ;;
+examples) cmd_examples ;;
+test) cmd_test ;;
+-h | --help | help) sed -n '2,22p' "$0" | cut -c3- ;;
+*) sed -n '2,22p' "$0" | cut -c3- >&2; exit 2 ;;
+esac
