@@ -8,8 +8,11 @@
 #   install    build ddi's two images (controller; sidecar with -tags
 #              nokube), import them, apply deploy/overlays/local, wait for
 #              the controller
-#   examples   build and deploy the example functions (examples/knative),
-#              then call frontend through its Knative route
+#   examples [FILE...]
+#              build and deploy the example functions (examples/knative),
+#              then call frontend through its Knative route; with FILEs,
+#              apply those manifests with this build's example images
+#              (e.g. examples/knative/greeter-v2.yaml)
 #   test       go test -tags e2e ./test/e2e/... against the running cluster
 #              (the test builds and installs from this tree by itself)
 #
@@ -73,17 +76,32 @@ cmd_install() {
 	kc -n ddi-system get deploy,pods >&2
 }
 
-cmd_examples() {
-	local greeter frontend
+# example_images: build the example functions; set GREETER and FRONTEND.
+example_images() {
 	log "building examples/greeter and examples/frontend"
-	greeter=$(build_image greeter "$REPO/examples" ./greeter "$OUT/greeter/greeter")
-	frontend=$(build_image frontend "$REPO/examples" ./frontend "$OUT/frontend/frontend")
-	ex() { sed "s#ddi.local/greeter:dev#$greeter#; s#ddi.local/frontend:dev#$frontend#" "examples/knative/$1.yaml" | kc apply -f - >/dev/null; }
-	ex namespace
-	ex greeter
-	ex frontend
+	GREETER=$(build_image greeter "$REPO/examples" ./greeter "$OUT/greeter/greeter")
+	FRONTEND=$(build_image frontend "$REPO/examples" ./frontend "$OUT/frontend/frontend")
+}
+
+# apply_example FILE: apply a manifest with this build's example images.
+apply_example() {
+	sed "s#ddi.local/greeter:dev#$GREETER#; s#ddi.local/frontend:dev#$FRONTEND#" "$1" | kc apply -f - >/dev/null
+	log "applied $1"
+}
+
+cmd_examples() {
+	example_images
+	if [[ $# -gt 0 ]]; then
+		local f
+		for f in "$@"; do apply_example "$f"; done
+		return
+	fi
+	apply_example examples/knative/namespace.yaml
+	apply_example examples/knative/greeter.yaml
+	apply_example examples/knative/frontend.yaml
 	kc -n ddi-demo wait --for=condition=Ready --timeout=180s ksvc/greeter >/dev/null
-	ex greeter-provider
+	# After greeter has an address: Knative Services are polled every 30 s.
+	apply_example examples/knative/greeter-provider.yaml
 	kc -n ddi-demo wait --for=condition=Ready --timeout=90s provider/greeter >/dev/null
 	kc -n ddi-demo wait --for=condition=Ready --timeout=180s ksvc/frontend >/dev/null
 	kc -n ddi-demo get ksvc,providers >&2
@@ -116,8 +134,8 @@ cmd_all() {
 case ${1:-all} in
 all) cmd_all ;;
 install) cmd_install ;;
-examples) cmd_examples ;;
+examples) shift; cmd_examples "$@" ;;
 test) cmd_test ;;
--h | --help | help) sed -n '2,22p' "$0" | cut -c3- ;;
-*) sed -n '2,22p' "$0" | cut -c3- >&2; exit 2 ;;
+-h | --help | help) sed -n '2,24p' "$0" | cut -c3- ;;
+*) sed -n '2,24p' "$0" | cut -c3- >&2; exit 2 ;;
 esac

@@ -82,8 +82,9 @@ func TestKnative(t *testing.T) {
 			got = request(client, route, frontendHost)
 			return got.ok(), got.err
 		})
-		if got.answer.Version != "1.0.0" || got.answer.Revision != "greeter-v1" {
-			t.Errorf("GET / through frontend = %+v, want greeter 1.0.0 from revision greeter-v1", got.answer)
+		rev := c.kubectlRun(t, "-n", "ddi-demo", "get", "ksvc", "greeter", "-o", "jsonpath={.status.latestReadyRevisionName}")
+		if got.answer.Version != "1.0.0" || got.answer.Revision != rev {
+			t.Errorf("GET / through frontend = %+v, want greeter 1.0.0 from revision %s", got.answer, rev)
 		}
 		if after := c.invokeCount(t, pod.Name); after <= before {
 			t.Errorf("sidecar's ddi_sidecar_invoke_total{dependency=greeter,result=ok} = %d after the request, %d before: the request did not go through /v1/invoke", after, before)
@@ -268,10 +269,10 @@ func TestKnative(t *testing.T) {
 		applied := time.Now()
 		c.apply(t, im, "examples/knative/greeter-v2.yaml")
 		var after sidecarBinding
-		eventually(t, 3*time.Minute, "frontend's binding at greeter 2.0.0 and answers from greeter-v2", func() (bool, error) {
+		eventually(t, 3*time.Minute, "frontend's binding at greeter 2.0.0 and answers from greeter 2.0.0", func() (bool, error) {
 			after = c.greeterBinding(t, pod.Name)
 			calls := tr.snapshot()
-			return after.Version == "2.0.0" && len(calls) > 0 && calls[len(calls)-1].answer.Revision == "greeter-v2", nil
+			return after.Version == "2.0.0" && len(calls) > 0 && calls[len(calls)-1].answer.Version == "2.0.0", nil
 		})
 		rebound := time.Now()
 		time.Sleep(5 * time.Second)
@@ -283,22 +284,22 @@ func TestKnative(t *testing.T) {
 		if after.Revision <= before.Revision {
 			t.Errorf("binding revision %d -> %d, want it to grow", before.Revision, after.Revision)
 		}
+		v2rev := c.kubectlRun(t, "-n", "ddi-demo", "get", "ksvc", "greeter", "-o", "jsonpath={.status.latestReadyRevisionName}")
 		v1, v2, firstV2 := 0, 0, time.Time{}
 		for _, cl := range calls {
-			switch cl.answer.Revision {
-			case "greeter-v1":
+			switch cl.answer.Version {
+			case "1.0.0":
 				v1++
-			case "greeter-v2":
+			case "2.0.0":
 				v2++
 				if firstV2.IsZero() {
 					firstV2 = cl.end
 				}
 			}
 		}
-		tailCalls := calls[max(0, len(calls)-20):]
-		for _, cl := range tailCalls {
-			if cl.answer.Revision != "greeter-v2" || cl.answer.Version != "2.0.0" {
-				t.Errorf("a request after the switch got %+v, want greeter 2.0.0 from greeter-v2", cl.answer)
+		for _, cl := range calls[max(0, len(calls)-20):] {
+			if cl.answer.Version != "2.0.0" || cl.answer.Revision != v2rev {
+				t.Errorf("a request after the switch got %+v, want greeter 2.0.0 from the new revision %s", cl.answer, v2rev)
 				break
 			}
 		}
@@ -307,14 +308,14 @@ func TestKnative(t *testing.T) {
 			t.Errorf("frontend pod %s (uid %s, %d restarts) after the switch, want %s unchanged and never restarted", now.Name, now.UID, restarts(&now), pod.Name)
 		}
 		rep.Rebind = map[string]string{
-			"requests":                strconv.Itoa(len(calls)),
-			"failed":                  strconv.Itoa(len(failures(calls))),
-			"answered by greeter-v1":  strconv.Itoa(v1),
-			"answered by greeter-v2":  strconv.Itoa(v2),
-			"first v2 answer after":   firstV2.Sub(applied).Round(10 * time.Millisecond).String(),
-			"binding at 2.0.0 after":  rebound.Sub(applied).Round(10 * time.Millisecond).String(),
-			"binding revision":        fmt.Sprintf("%d -> %d", before.Revision, after.Revision),
-			"frontend pod restarted?": strconv.FormatBool(now.UID != pod.UID || restarts(&now) != 0),
+			"requests":                  strconv.Itoa(len(calls)),
+			"failed":                    strconv.Itoa(len(failures(calls))),
+			"answered by greeter 1.0.0": strconv.Itoa(v1),
+			"answered by greeter 2.0.0": strconv.Itoa(v2),
+			"first v2 answer after":     firstV2.Sub(applied).Round(10 * time.Millisecond).String(),
+			"binding at 2.0.0 after":    rebound.Sub(applied).Round(10 * time.Millisecond).String(),
+			"binding revision":          fmt.Sprintf("%d -> %d", before.Revision, after.Revision),
+			"frontend pod restarted?":   strconv.FormatBool(now.UID != pod.UID || restarts(&now) != 0),
 		}
 		t.Logf("rebind: %v", rep.Rebind)
 	})
