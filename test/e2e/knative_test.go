@@ -23,7 +23,7 @@ import (
 // Serving (hack/cluster.sh): it builds the images from this tree, installs
 // ddi from deploy/overlays/local, runs the example functions of
 // examples/knative, examples/openfaas and examples/fission, and checks
-// each claim of issue 4 on the running pods. It needs root and a running
+// each claim of docs/platforms.md on the running pods. It needs root and a running
 // local cluster, and skips otherwise; hack/e2e.sh brings the cluster up,
 // runs it and brings the cluster down.
 //
