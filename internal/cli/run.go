@@ -44,8 +44,9 @@ SELECTOR is a provider name (greeter), NAMESPACE/NAME, or a type with a
 version range and optional labels: TYPE@RANGE[,KEY=VALUE...], for example
 postgresql@^15,tier=gold or http@*. See docs/resolution.md.
 
-By default the sidecar listens on a free loopback port and the binding files
-go to a temporary directory that is removed at exit.`,
+By default the sidecar listens on a free loopback port, the binding files
+go to a temporary directory that is removed at exit, and the sidecar logs
+only warnings (set --log-level to see more).`,
 		Example: `  ddi run --name frontend --dep greeter=http@^1 -- ./frontend
   ddi run --name orders --dep db=postgresql@^15 --dep cache=redis@* -- go run ./examples/orders`,
 		Args: cobra.MinimumNArgs(1),
@@ -59,6 +60,11 @@ go to a temporary directory that is removed at exit.`,
 			parsed, err := parseDepFlags(deps)
 			if err != nil {
 				return err
+			}
+			// The sidecar shares the terminal with the command: it reports
+			// only warnings unless --log-level asks for more.
+			if !cmd.Flags().Changed("log-level") {
+				g.logLevel = "warn"
 			}
 			log, err := g.logger()
 			if err != nil {
@@ -80,7 +86,7 @@ go to a temporary directory that is removed at exit.`,
 				Dependencies: parsed,
 				BindingRoot:  bindingRoot,
 			}
-			sc, err := sidecar.New(cfg, log.With("component", "sidecar", "function", name))
+			sc, err := sidecar.New(cfg, log.With("function", name))
 			if err != nil {
 				return err
 			}
