@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"ddi.dev/ddi/internal/registry"
@@ -48,6 +49,11 @@ type projector struct {
 
 	written map[string]int64 // binding name -> revision on disk
 	swept   bool             // stale directories of an earlier run removed
+
+	// firstDone is set once the first snapshot has been projected (or its
+	// projection failed and will be retried): /readyz waits for it, so a
+	// function started after the sidecar is ready finds its files.
+	firstDone atomic.Bool
 }
 
 // run projects every snapshot until ctx ends. A failed write is retried
@@ -63,6 +69,7 @@ func (p *projector) run(ctx context.Context) {
 				p.log.Warn("binding files not fully written; retrying", "err", err, "retry_in", fileRetry)
 				retry = time.After(fileRetry)
 			}
+			p.firstDone.Store(true)
 		}
 		select {
 		case <-ctx.Done():

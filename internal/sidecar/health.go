@@ -20,12 +20,14 @@ type readiness struct {
 	Detail          string `json:"detail"`
 }
 
-// handleReadyz answers 200 once the first snapshot is loaded, whether or
-// not the control plane is reachable now; it never waits for the function.
+// handleReadyz answers 200 once the first snapshot is loaded and projected
+// to the binding files, whether or not the control plane is reachable now;
+// it never waits for the function.
 func (s *Sidecar) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	snap := s.cache.load()
 	connected, since, lastErr := s.stream.status()
-	body := readiness{Ready: snap.loaded, Connected: connected, SnapshotVersion: snap.version}
+	ready := snap.loaded && (s.files == nil || s.files.firstDone.Load())
+	body := readiness{Ready: ready, Connected: connected, SnapshotVersion: snap.version}
 	at := since.UTC().Format(time.RFC3339)
 	switch {
 	case snap.loaded && connected:
@@ -38,8 +40,11 @@ func (s *Sidecar) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		body.Detail = fmt.Sprintf("waiting for the first snapshot: control plane unreachable since %s (%s)", at, lastErr)
 	}
 	status := http.StatusOK
-	if !snap.loaded {
+	if !ready {
 		status = http.StatusServiceUnavailable
+		if snap.loaded {
+			body.Detail = "first snapshot loaded; writing the binding files"
+		}
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	httpapi.WriteJSON(w, status, body)
