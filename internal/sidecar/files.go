@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"ddi.dev/ddi/internal/registry"
@@ -50,10 +50,52 @@ type projector struct {
 	written map[string]int64 // binding name -> revision on disk
 	swept   bool             // stale directories of an earlier run removed
 
-	// firstDone is set once the first snapshot has been projected (or its
-	// projection failed and will be retried): /readyz waits for it, so a
-	// function started after the sidecar is ready finds its files.
-	firstDone atomic.Bool
+	// done reports projections to the stream (which acks, or NACKs, a
+	// snapshot only once its files are written) and to /readyz.
+	mu          sync.Mutex
+	doneVersion int64         // last snapshot version projected (or tried)
+	doneErr     error         // and how that went
+	doneCh      chan struct{} // closed and replaced after each projection
+}
+
+// projected records the outcome of projecting snapshot version.
+func (p *projector) projected(version int64, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.doneVersion, p.doneErr = version, err
+	if p.doneCh != nil {
+		close(p.doneCh)
+	}
+	p.doneCh = make(chan struct{})
+}
+
+// firstDone reports whether a snapshot has been projected (or tried), so
+// that a function started after the sidecar is ready finds its files.
+func (p *projector) firstDone() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.doneVersion > 0
+}
+
+// wait blocks until snapshot version (or a later one) has been projected
+// and returns that projection's error, or ctx's.
+func (p *projector) wait(ctx context.Context, version int64) error {
+	for {
+		p.mu.Lock()
+		if p.doneCh == nil {
+			p.doneCh = make(chan struct{})
+		}
+		v, err, ch := p.doneVersion, p.doneErr, p.doneCh
+		p.mu.Unlock()
+		if v >= version {
+			return err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("binding files of snapshot %d not written yet: %w", version, ctx.Err())
+		}
+	}
 }
 
 // run projects every snapshot until ctx ends. A failed write is retried
@@ -65,11 +107,12 @@ func (p *projector) run(ctx context.Context) {
 		snap := p.cache.load()
 		retry = nil
 		if snap.loaded {
-			if err := p.sync(snap); err != nil {
+			err := p.sync(snap)
+			if err != nil {
 				p.log.Warn("binding files not fully written; retrying", "err", err, "retry_in", fileRetry)
 				retry = time.After(fileRetry)
 			}
-			p.firstDone.Store(true)
+			p.projected(snap.version, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -280,3 +280,34 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestAckWaitsForFiles checks that a snapshot is acknowledged only after its
+// binding files are written, and rejected (NACK) when they cannot be.
+func TestAckWaitsForFiles(t *testing.T) {
+	f := newFakeCP(t)
+	root := t.TempDir()
+	cfg := testConfig(f)
+	cfg.BindingRoot = root
+	startSidecar(t, cfg)
+	f.nextHello(t)
+	ack := f.push(t, 1, []registry.Binding{greeterBinding("http://127.0.0.1:9")}, nil)
+	if ack.Error != "" {
+		t.Fatalf("ack of a writable snapshot carries error %q", ack.Error)
+	}
+	// The ack came after the files: no waiting needed.
+	if !exists(filepath.Join(root, "greeter", "uri")) {
+		t.Fatal("the snapshot was acknowledged before its binding files were written")
+	}
+
+	// A file where the next binding's directory must go makes it unwritable.
+	if err := os.WriteFile(filepath.Join(root, "db"), []byte("in the way"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nack := f.push(t, 2, []registry.Binding{greeterBinding("http://127.0.0.1:9"), dbBinding()}, nil)
+	if nack.Version != 2 || !strings.Contains(nack.Error, "db") {
+		t.Fatalf("ack of an unwritable snapshot = %+v, want a NACK of version 2 naming binding db", nack)
+	}
+	if strings.Contains(nack.Error, "hunter2") || strings.Contains(nack.Error, dbBinding().Secret["password"]) {
+		t.Errorf("NACK leaks the secret: %q", nack.Error)
+	}
+}

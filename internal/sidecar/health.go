@@ -26,7 +26,7 @@ type readiness struct {
 func (s *Sidecar) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	snap := s.cache.load()
 	connected, since, lastErr := s.stream.status()
-	ready := snap.loaded && (s.files == nil || s.files.firstDone.Load())
+	ready := snap.loaded && (s.files == nil || s.files.firstDone())
 	body := readiness{Ready: ready, Connected: connected, SnapshotVersion: snap.version}
 	at := since.UTC().Format(time.RFC3339)
 	switch {

@@ -83,6 +83,7 @@ func New(cfg Config, logger *slog.Logger) (*Sidecar, error) {
 	s.regs = newRegistrar(cl, cfg.Consumer.Namespace, cfg.SidecarID, cfg.RegistrationTTL, s.metrics, logger.With("component", "registrations"))
 	if cfg.BindingRoot != "" {
 		s.files = &projector{root: cfg.BindingRoot, cache: s.cache, metrics: s.metrics, log: logger.With("component", "files")}
+		s.stream.files = s.files
 	}
 	s.handler = s.routes()
 	return s, nil

@@ -24,6 +24,10 @@ type streamer struct {
 	hello   protocol.Hello // SidecarID, Consumer, Dependencies
 	log     *slog.Logger
 	metrics *metrics
+	// files, when set, projects snapshots to binding files; a snapshot is
+	// acknowledged once they are written, and rejected (NACK) when they
+	// could not be.
+	files *projector
 	// onApply runs after each applied snapshot (the invoke proxy prunes
 	// endpoint health there).
 	onApply func(*snapshot)
@@ -167,13 +171,13 @@ func (st *streamer) session(ctx context.Context) (healthy bool, err error) {
 				st.onApply(snap)
 			}
 			st.log.Info("snapshot applied", "version", m.Version, "bindings", len(snap.names), "unresolved", len(snap.unresolved))
-			st.ack(ctx, token, m.Version, hash)
+			st.ack(ctx, token, m.Version, hash, st.projectionError(ctx, snap.version))
 			healthy = true
 			st.setConnected(true, "")
 		case protocol.TypeUnchanged:
 			// Our copy is current; a sidecar that restarted never resumes,
 			// so the cache already holds this version.
-			st.ack(ctx, token, m.Version, m.Hash)
+			st.ack(ctx, token, m.Version, m.Hash, nil)
 			healthy = true
 			st.setConnected(true, "")
 		case protocol.TypeHeartbeat:
@@ -185,14 +189,33 @@ func (st *streamer) session(ctx context.Context) (healthy bool, err error) {
 	}
 }
 
+// projectionError waits (boundedly) for the binding files of snapshot
+// version and returns what went wrong writing them, if anything.
+func (st *streamer) projectionError(ctx context.Context, version int64) error {
+	if st.files == nil {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return st.files.wait(wctx, version)
+}
+
 // ack acknowledges a version and remembers it for the next resume.
-func (st *streamer) ack(ctx context.Context, token string, version int64, hash string) {
+func (st *streamer) ack(ctx context.Context, token string, version int64, hash string, applyErr error) {
 	a := protocol.Ack{SidecarID: st.hello.SidecarID, Stream: token, Version: version, Hash: hash}
+	if applyErr != nil {
+		// A NACK: the control plane logs and counts it; the files are
+		// retried, and the next snapshot is acknowledged as usual.
+		a.Error = applyErr.Error()
+	}
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := st.client.Ack(actx, a); err != nil && !errors.Is(err, context.Canceled) {
 		st.log.Warn("ack failed", "version", version, "err", err)
 		return
+	}
+	if applyErr != nil {
+		return // resume from the last snapshot that was fully applied
 	}
 	st.mu.Lock()
 	st.acked = a
