@@ -177,7 +177,17 @@ if [[ ! -x "$OUT/kubectl" ]]; then
 		ln -sfn "$kubectl_bin" "$OUT/kubectl"
 		log "kubectl: linked $kubectl_bin"
 	else
-		log "kubectl: not found on this machine, not linked"
+		# No kubectl on this machine: build it from the same module.
+		ldflags="-s -w"
+		for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+			ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$KUBE_MAJOR -X $pkg.gitMinor=$KUBE_MINOR -X $pkg.gitTreeState=clean"
+		done
+		log "kubectl: not on this machine, building $KUBE_VERSION (module $TOOLS_KUBE)"
+		t0=$(date +%s)
+		mkdir -p "$tmp/kube"
+		(cd "$TOOLS_KUBE" && go build -p "$BUILD_P" -trimpath -ldflags "$ldflags" -o "$tmp/kube/kubectl" k8s.io/kubernetes/cmd/kubectl) 1>&2
+		mv -f "$tmp/kube/kubectl" "$OUT/kubectl"
+		log "kubectl: built in $(elapsed "$t0")"
 	fi
 fi
 

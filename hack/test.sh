@@ -26,7 +26,8 @@ fi
 
 log "building Kubernetes test binaries (skipped when cached)"
 KUBEBUILDER_ASSETS=$(hack/kube-bins.sh | tail -1)
-export KUBEBUILDER_ASSETS
+# kubectl lives there too (linked, or built when the machine has none).
+export KUBEBUILDER_ASSETS PATH="$PATH:$KUBEBUILDER_ASSETS"
 
 log "gofmt and go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go'))
