@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"ddi.dev/ddi/internal/testpki"
 )
 
 func TestInjectCommand(t *testing.T) {
@@ -63,7 +65,7 @@ func TestInjectControlPlaneCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	ca := filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(ca, otherCAPEM(t), 0o600); err != nil {
+	if err := os.WriteFile(ca, testpki.CAPEM(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	notPEM := filepath.Join(dir, "not.crt")

@@ -3,20 +3,16 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"log"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"ddi.dev/ddi/internal/testpki"
 )
 
 // lineSink sends every line written to it on a channel, dropping lines
@@ -66,7 +62,7 @@ func TestSidecarControlPlaneCA(t *testing.T) {
 	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(otherFile, otherCAPEM(t), 0o600); err != nil {
+	if err := os.WriteFile(otherFile, testpki.CAPEM(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -123,21 +119,4 @@ func TestSidecarControlPlaneCA(t *testing.T) {
 			}
 		})
 	}
-}
-
-// otherCAPEM returns a self-signed CA that signed nothing the test serves.
-func otherCAPEM(t *testing.T) []byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other-ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

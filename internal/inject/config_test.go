@@ -6,6 +6,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"ddi.dev/ddi/internal/testpki"
 )
 
 func TestDefaultConfigIsValid(t *testing.T) {
@@ -19,7 +21,7 @@ func TestDefaultConfigIsValid(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	caPEM := testCAPEM(t)
+	caPEM := string(testpki.CAPEM(t))
 	tests := []struct {
 		name    string
 		change  func(*Config)

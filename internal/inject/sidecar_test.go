@@ -1,19 +1,13 @@
 package inject
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+
+	"ddi.dev/ddi/internal/testpki"
 )
 
 func testSettings(mode string) settings {
@@ -159,25 +153,8 @@ func TestInsertSidecar(t *testing.T) {
 	}
 }
 
-// testCAPEM returns a self-signed CA certificate in PEM.
-func testCAPEM(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-}
-
 func TestSidecarEnvControlPlaneCA(t *testing.T) {
-	ca := testCAPEM(t)
+	ca := string(testpki.CAPEM(t))
 	tests := []struct {
 		name   string
 		ca     string
@@ -212,7 +189,7 @@ func TestSidecarEnvControlPlaneCA(t *testing.T) {
 
 func TestPodCarriesControlPlaneCA(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.ControlPlaneCA = testCAPEM(t)
+	cfg.ControlPlaneCA = string(testpki.CAPEM(t))
 	pod := newPod(nil)
 	if changed, err := Pod(pod, cfg); err != nil || !changed {
 		t.Fatalf("Pod() = %v, %v; want true, nil", changed, err)

@@ -1,14 +1,8 @@
 package sidecar
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +10,7 @@ import (
 	"time"
 
 	"ddi.dev/ddi/internal/registry"
+	"ddi.dev/ddi/internal/testpki"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -50,7 +45,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "ttl below 1s", mutate: func(c *Config) { c.RegistrationTTL = time.Millisecond }, wantField: "RegistrationTTL"},
 		{name: "ttl above 24h", mutate: func(c *Config) { c.RegistrationTTL = 25 * time.Hour }, wantField: "RegistrationTTL"},
 		{name: "reconnect max below min", mutate: func(c *Config) { c.ReconnectMin, c.ReconnectMax = time.Second, time.Millisecond }, wantField: "ReconnectMax"},
-		{name: "CA in memory", mutate: func(c *Config) { c.CA = selfSignedPEM(t) }},
+		{name: "CA in memory", mutate: func(c *Config) { c.CA = testpki.CAPEM(t) }},
 		{name: "CA that is not PEM", mutate: func(c *Config) { c.CA = []byte("not a certificate") }, wantField: "CA"},
 		{name: "sidecar id too long", mutate: func(c *Config) { c.SidecarID = string(make([]byte, 129)) }, wantField: "SidecarID"},
 	}
@@ -102,7 +97,7 @@ func TestControlPlaneCA(t *testing.T) {
 	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	other := selfSignedPEM(t)
+	other := testpki.CAPEM(t)
 	tests := []struct {
 		name    string
 		ca      []byte
@@ -139,21 +134,4 @@ func TestControlPlaneCA(t *testing.T) {
 			}
 		})
 	}
-}
-
-// selfSignedPEM returns a new self-signed CA certificate in PEM.
-func selfSignedPEM(t *testing.T) []byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other-ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
