@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
@@ -26,6 +27,7 @@ const (
 	DefaultHealthAddr        = ":8081"
 	DefaultMetricsAddr       = ":8080"
 	DefaultTokenAudience     = "ddi"
+	DefaultStreamRecheck     = 10 * time.Second
 )
 
 // Options configure Run. DefaultOptions fills every field; AddFlags binds
@@ -80,6 +82,10 @@ type Options struct {
 	LeaderElection bool
 	// Inject is the sidecar the webhook injects.
 	Inject inject.Config
+	// StreamRecheck is how often an open sidecar stream is checked against
+	// its pod (still there, token still valid); a stream whose pod is gone
+	// ends within it. Default 10s.
+	StreamRecheck time.Duration
 	// TokenAudience is the audience sidecar tokens must carry; it must
 	// equal Inject.TokenAudience.
 	TokenAudience string
@@ -112,6 +118,7 @@ func DefaultOptions() Options {
 		LeaderElection:    true,
 		Inject:            inject.DefaultConfig(),
 		TokenAudience:     DefaultTokenAudience,
+		StreamRecheck:     DefaultStreamRecheck,
 	}
 }
 
@@ -134,6 +141,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Inject.Image, "sidecar-image", o.Inject.Image, "image of the injected sidecar")
 	fs.StringVar(&o.Inject.ControlPlaneURL, "sidecar-control-plane", o.Inject.ControlPlaneURL, "control plane URL the injected sidecars use; https unless --stream-insecure (its host joins the self-managed certificate)")
 	fs.StringVar(&o.Inject.LogLevel, "sidecar-log-level", o.Inject.LogLevel, "log level of the injected sidecars")
+	fs.DurationVar(&o.StreamRecheck, "stream-recheck", o.StreamRecheck, "how often an open sidecar stream is checked against its pod and token; a deleted pod's stream ends within it")
 	fs.StringVar(&o.TokenAudience, "token-audience", o.TokenAudience, "audience of the sidecars' projected service-account tokens")
 }
 

@@ -39,6 +39,14 @@ import (
 
 var setLoggerOnce sync.Once
 
+// The rate budget of sidecar authentication (TokenReviews and pod reads),
+// apart from the manager's: enough for hundreds of pods starting at once,
+// and small enough that it cannot flood the API server.
+const (
+	authQPS   = 50
+	authBurst = 100
+)
+
 // Run runs the controller until ctx ends. It returns nil on a clean stop.
 func Run(ctx context.Context, o Options) error {
 	if err := o.Validate(); err != nil {
@@ -63,10 +71,6 @@ func Run(ctx context.Context, o Options) error {
 	scheme, err := newScheme()
 	if err != nil {
 		return err
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
 	}
 
 	// One certificate serves the webhook and the sidecars' stream: the
@@ -175,9 +179,21 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
+	// Sidecar authentication has its own clients and rate budget: a flood
+	// of connects cannot slow the reconcilers, nor they the sidecars.
+	authCfg := rest.CopyConfig(cfg)
+	authCfg.QPS, authCfg.Burst = authQPS, authBurst
+	authCS, err := kubernetes.NewForConfig(authCfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client for sidecar authentication: %w", err)
+	}
+	authPods, err := client.New(authCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("pod reader for sidecar authentication: %w", err)
+	}
 	auth, err := podauth.New(podauth.Options{
-		TokenReviews: cs,
-		Pods:         mgr.GetAPIReader(),
+		TokenReviews: authCS,
+		Pods:         authPods,
 		Audience:     o.TokenAudience,
 		Dependencies: dependencySource(mgr.GetClient()),
 		Providers:    store,
@@ -190,6 +206,7 @@ func Run(ctx context.Context, o Options) error {
 		Store:   store,
 		Auth:    auth,
 		Secrets: SecretReader{Reader: mgr.GetAPIReader()},
+		Recheck: o.StreamRecheck,
 		Logger:  log.With("component", "controlplane"),
 	})
 	if err != nil {
@@ -200,7 +217,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.StreamAddr != "" {
 		if err := mgr.Add(everyReplica(func(ctx context.Context) error {
-			return serveStream(ctx, o.StreamAddr, requireToken(auth, cp.Handler()), streamTLS, log, o.StreamListening)
+			// Every route but health and metrics authorises its caller by
+			// pod identity inside the control plane (podauth).
+			return serveStream(ctx, o.StreamAddr, cp.Handler(), streamTLS, log, o.StreamListening)
 		})); err != nil {
 			return err
 		}
@@ -336,28 +355,4 @@ func serveStream(ctx context.Context, addr string, h http.Handler, tlsConf *tls.
 		return nil
 	}
 	return err
-}
-
-// requireToken refuses every request of the control plane API that does
-// not carry a valid pod token, except health and metrics: inside a cluster
-// the provider listing and resolve endpoints are for sidecars only.
-func requireToken(auth *podauth.Authenticator, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/healthz", "/readyz", "/metrics":
-			next.ServeHTTP(w, r)
-			return
-		}
-		if _, err := auth.Authenticate(r.Context(), r); err != nil {
-			status := http.StatusUnauthorized
-			if !errors.Is(err, controlplane.ErrUnauthenticated) {
-				status = http.StatusServiceUnavailable
-			}
-			w.Header().Set("Content-Type", "application/problem+json")
-			w.WriteHeader(status)
-			fmt.Fprintf(w, `{"type":"about:blank","title":%q,"status":%d,"detail":%q}`, http.StatusText(status), status, err.Error())
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }

@@ -18,11 +18,29 @@ type Identity struct {
 	Owner string
 }
 
+// Caller is who sends a request to the control plane API.
+type Caller struct {
+	// Admin callers may read every provider and sidecar and resolve for
+	// any consumer: the person at the machine of `ddi dev`.
+	Admin bool
+	// Consumer and Owner identify a sidecar's function and pod. A
+	// sidecar reads its own namespace's providers, resolves only for its
+	// own consumer, and sees and acknowledges only its own pod's streams.
+	Consumer registry.Consumer
+	Owner    string
+}
+
 // Authenticator establishes the identity behind a request.
 type Authenticator interface {
 	// Identify returns the identity a stream serves. Locally it trusts the
 	// hello; on Kubernetes it verifies the bearer token and reads the pod.
 	Identify(ctx context.Context, r *http.Request, hello *protocol.Hello) (Identity, error)
+	// Caller returns who sends r, for every route other than the stream.
+	Caller(ctx context.Context, r *http.Request) (Caller, error)
+	// Recheck verifies, while a stream is open, that the identity it was
+	// opened for still holds (r is the stream's request). An error ends
+	// the stream: on Kubernetes when its pod is gone or its token expired.
+	Recheck(ctx context.Context, r *http.Request, id Identity) error
 	// AuthorizeWrite checks a provider create, update, renew or delete
 	// (p holds at least namespace and name). It may set p.Owner, or refuse
 	// with an error wrapping ErrForbidden or ErrUnauthenticated.
@@ -67,3 +85,11 @@ func (Trusting) Identify(_ context.Context, _ *http.Request, hello *protocol.Hel
 
 // AuthorizeWrite allows every write.
 func (Trusting) AuthorizeWrite(context.Context, *http.Request, *registry.Provider) error { return nil }
+
+// Caller is an admin: whoever reaches the loopback listener.
+func (Trusting) Caller(context.Context, *http.Request) (Caller, error) {
+	return Caller{Admin: true}, nil
+}
+
+// Recheck has nothing to check.
+func (Trusting) Recheck(context.Context, *http.Request, Identity) error { return nil }

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -19,7 +20,11 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/providers/{namespace}/{name}/renew", s.handleRenew)
 	mux.HandleFunc("POST /v1/resolve", s.handleResolve)
 	mux.HandleFunc("GET /v1/sidecars", func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"sidecars": s.Sidecars()})
+		caller, ok := s.caller(w, r)
+		if !ok {
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"sidecars": s.sidecars(caller)})
 	})
 	mux.HandleFunc("POST "+protocol.StreamPath, s.handleStream)
 	mux.HandleFunc("POST "+protocol.AckPath, s.handleAck)
@@ -36,13 +41,43 @@ func (s *Server) routes(mux *http.ServeMux) {
 	})
 }
 
+// caller returns who sends r, or writes the refusal and returns false.
+func (s *Server) caller(w http.ResponseWriter, r *http.Request) (Caller, bool) {
+	c, err := s.auth.Caller(r.Context(), r)
+	if err != nil {
+		httpapi.WriteProblem(w, authProblem(err))
+		return Caller{}, false
+	}
+	return c, true
+}
+
+// readable refuses a sidecar that asks for another namespace's providers.
+func readable(c Caller, ns string) *httpapi.Problem {
+	if c.Admin || ns == c.Consumer.Namespace {
+		return nil
+	}
+	return httpapi.NewProblem(http.StatusForbidden, "forbidden",
+		"a sidecar of namespace "+c.Consumer.Namespace+" may read only its own namespace's providers, not "+ns)
+}
+
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	caller, ok := s.caller(w, r)
+	if !ok {
+		return
+	}
+	ns := r.URL.Query().Get("namespace")
+	if !caller.Admin && ns == "" {
+		ns = caller.Consumer.Namespace
+	}
+	if prob := readable(caller, ns); ns != "" && prob != nil {
+		httpapi.WriteProblem(w, prob)
+		return
+	}
 	list, rev, err := s.store.List(r.Context())
 	if err != nil {
 		httpapi.WriteProblem(w, storeProblem(err, ""))
 		return
 	}
-	ns := r.URL.Query().Get("namespace")
 	out := make([]protocol.ProviderView, 0, len(list))
 	for _, p := range list {
 		if ns == "" || p.Namespace == ns {
@@ -66,6 +101,14 @@ func pathKey(r *http.Request) (ns, name string, p *httpapi.Problem) {
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	ns, name, prob := pathKey(r)
 	if prob != nil {
+		httpapi.WriteProblem(w, prob)
+		return
+	}
+	caller, ok := s.caller(w, r)
+	if !ok {
+		return
+	}
+	if prob := readable(caller, ns); prob != nil {
 		httpapi.WriteProblem(w, prob)
 		return
 	}
@@ -106,6 +149,14 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, authProblem(err))
 		return
 	}
+	// A provider with an owner is a run-time registration: it stays in
+	// its namespace (docs/resolution.md, "Namespaces").
+	if p.Owner != "" {
+		if err := registry.ValidateRegistration(&p); err != nil {
+			httpapi.WriteProblem(w, httpapi.ValidationProblem(err))
+			return
+		}
+	}
 	ctx := r.Context()
 	status := http.StatusOK
 	var (
@@ -131,6 +182,14 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			if err != nil {
+				break
+			}
+			// The provider appeared after the authorisation: a run-time
+			// registration replaces only its own owner's provider. The
+			// update below is conditional on cur's revision, so this check
+			// holds for what it replaces.
+			if p.Owner != "" && cur.Owner != p.Owner {
+				err = fmt.Errorf("%w: provider %s exists and belongs to %s", registry.ErrExists, p.Key(), ownerText(cur.Owner))
 				break
 			}
 			p.Revision = cur.Revision
@@ -216,6 +275,21 @@ func (s *Server) handleResolve(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, prob)
 		return
 	}
+	caller, ok := s.caller(w, r)
+	if !ok {
+		return
+	}
+	if !caller.Admin {
+		// A sidecar resolves for its own function only, as the control
+		// plane knows it (labels and service account included).
+		if (req.Consumer.Name != "" && req.Consumer.Name != caller.Consumer.Name) ||
+			(req.Consumer.Namespace != "" && req.Consumer.Namespace != caller.Consumer.Namespace) {
+			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusForbidden, "forbidden",
+				"a sidecar resolves only for its own function "+registry.Key(caller.Consumer.Namespace, caller.Consumer.Name)+"; leave consumer empty or name it"))
+			return
+		}
+		req.Consumer = caller.Consumer
+	}
 	if req.Consumer.Namespace == "" {
 		req.Consumer.Namespace = registry.DefaultNamespace
 	}
@@ -239,6 +313,13 @@ func (s *Server) handleResolve(w http.ResponseWriter, r *http.Request) {
 	b := registry.NewBinding(dep, p, false)
 	b.Revision = p.Revision
 	httpapi.WriteJSON(w, http.StatusOK, b)
+}
+
+func ownerText(owner string) string {
+	if owner == "" {
+		return "a declaration"
+	}
+	return owner
 }
 
 func storeProblem(err error, key string) *httpapi.Problem {

@@ -27,7 +27,12 @@ type Options struct {
 	Secrets SecretSource
 	// Heartbeat is the interval of stream heartbeats. Default 15s.
 	Heartbeat time.Duration
-	Logger    *slog.Logger
+	// Recheck is how often an open stream asks the Authenticator whether
+	// its identity still holds (on Kubernetes: its pod still exists and
+	// its token is still valid). A snapshot is never sent on an identity
+	// checked longer ago than this. Default 10s.
+	Recheck time.Duration
+	Logger  *slog.Logger
 }
 
 // Server is the control plane. Create it with New, start its store watch
@@ -42,8 +47,13 @@ type Server struct {
 	current atomic.Pointer[view]
 	ready   chan struct{}
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// sessions holds open streams by owner and sidecar id (a sidecar id
+	// names a stream only within its own pod); byToken by the stream
+	// token that acknowledgements carry.
 	sessions map[string]*session
+	byToken  map[string]*session
+	recheck  time.Duration
 
 	metrics *metrics
 	reg     *prometheus.Registry
@@ -62,6 +72,8 @@ func New(opts Options) (*Server, error) {
 		log:       opts.Logger,
 		ready:     make(chan struct{}),
 		sessions:  make(map[string]*session),
+		byToken:   make(map[string]*session),
+		recheck:   opts.Recheck,
 		reg:       prometheus.NewRegistry(),
 	}
 	if s.auth == nil {
@@ -69,6 +81,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if s.heartbeat <= 0 {
 		s.heartbeat = 15 * time.Second
+	}
+	if s.recheck <= 0 {
+		s.recheck = 10 * time.Second
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

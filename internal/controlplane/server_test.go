@@ -263,8 +263,8 @@ func TestStreamSnapshotsAcksAndResume(t *testing.T) {
 	if first.Stream == "" {
 		t.Fatalf("first message carries no stream token: %+v", first)
 	}
-	if code, body := e.do(t, "POST", protocol.AckPath, `{"sidecarID":"sc-1","stream":"forged","version":`+itoa(third.Version)+`,"hash":"`+third.Hash+`"}`); code != 400 || !strings.Contains(body, `"field":"stream"`) {
-		t.Fatalf("ack with a forged stream token = %d %s, want 400 naming stream", code, body)
+	if code, body := e.do(t, "POST", protocol.AckPath, `{"sidecarID":"sc-1","stream":"forged","version":`+itoa(third.Version)+`,"hash":"`+third.Hash+`"}`); code != 404 || !strings.Contains(body, "unknown-stream") {
+		t.Fatalf("ack with a forged stream token = %d %s, want 404 unknown-stream", code, body)
 	}
 	if code, body := e.do(t, "POST", protocol.AckPath, `{"sidecarID":"sc-1","stream":"`+first.Stream+`","version":`+itoa(third.Version)+`,"hash":"`+third.Hash+`"}`); code != 204 {
 		t.Fatalf("ack = %d %s", code, body)

@@ -103,21 +103,42 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	sess := &session{sidecarID: hello.SidecarID, streamToken: rand.Text(), id: id, remote: r.RemoteAddr, connectedAt: time.Now(), cancel: cancel}
+	// The authenticated owner is part of the key: a sidecar id chosen by
+	// one pod can never replace (or be acknowledged for) another pod's
+	// stream.
+	key := id.Owner + "\x00" + hello.SidecarID
 	s.mu.Lock()
-	if old, ok := s.sessions[hello.SidecarID]; ok {
+	if old, ok := s.sessions[key]; ok {
 		old.cancel() // a reconnect replaces its stale predecessor
 	}
-	s.sessions[hello.SidecarID] = sess
+	s.sessions[key] = sess
+	s.byToken[sess.streamToken] = sess
 	s.mu.Unlock()
 	s.metrics.streams.Inc()
 	defer func() {
 		s.metrics.streams.Dec()
 		s.mu.Lock()
-		if s.sessions[hello.SidecarID] == sess {
-			delete(s.sessions, hello.SidecarID)
+		if s.sessions[key] == sess {
+			delete(s.sessions, key)
 		}
+		delete(s.byToken, sess.streamToken)
 		s.mu.Unlock()
 	}()
+	checked := time.Now()
+	// alive rechecks the stream's identity when the last check is older
+	// than s.recheck; false ends the stream.
+	alive := func() bool {
+		if time.Since(checked) < s.recheck {
+			return true
+		}
+		if err := s.auth.Recheck(ctx, r, id); err != nil {
+			s.log.Info("ending sidecar stream: its identity no longer holds", "sidecar", hello.SidecarID,
+				"consumer", registry.Key(id.Consumer.Namespace, id.Consumer.Name), "err", err)
+			return false
+		}
+		checked = time.Now()
+		return true
+	}
 	s.log.Info("sidecar connected", "sidecar", hello.SidecarID, "consumer", registry.Key(id.Consumer.Namespace, id.Consumer.Name), "remote", r.RemoteAddr, "resume", hello.ResumeVersion)
 
 	rc := http.NewResponseController(w)
@@ -153,7 +174,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		if v != nil && !affects(v, cur, id.Dependencies, consumer.Namespace) {
 			// Nothing this consumer selects changed: wait on the newest view.
 			v = cur
-			if !s.wait(ctx, v, ticker, send) {
+			if !s.wait(ctx, v, ticker, send, alive) {
 				return
 			}
 			continue
@@ -192,6 +213,9 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 			msg.Stream = sess.streamToken
 		}
 		first = false
+		if msg != nil && !alive() {
+			return
+		}
 		if msg != nil {
 			if err := send(msg); err != nil {
 				s.log.Info("sidecar stream write failed", "sidecar", hello.SidecarID, "err", err)
@@ -202,7 +226,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 			sess.sentVersion, sess.sentHash, sess.sentAt = version, hash, time.Now()
 			s.mu.Unlock()
 		}
-		if !s.wait(ctx, v, ticker, send) {
+		if !s.wait(ctx, v, ticker, send, alive) {
 			s.log.Info("sidecar disconnected", "sidecar", hello.SidecarID)
 			return
 		}
@@ -210,14 +234,21 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 }
 
 // wait blocks until a view newer than v is published (true), or the stream
-// ends (false). It sends heartbeats meanwhile.
-func (s *Server) wait(ctx context.Context, v *view, ticker *time.Ticker, send func(*protocol.Message) error) bool {
+// ends (false). It sends heartbeats meanwhile, and ends the stream when
+// alive says its identity no longer holds.
+func (s *Server) wait(ctx context.Context, v *view, ticker *time.Ticker, send func(*protocol.Message) error, alive func() bool) bool {
+	recheck := time.NewTicker(s.recheck)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-v.changed:
 			return true
+		case <-recheck.C:
+			if !alive() {
+				return false
+			}
 		case <-ticker.C:
 			if err := send(&protocol.Message{Type: protocol.TypeHeartbeat}); err != nil {
 				return false
@@ -238,28 +269,32 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, p)
 		return
 	}
-	s.mu.Lock()
-	sess, ok := s.sessions[ack.SidecarID]
-	if ok && subtle.ConstantTimeCompare([]byte(ack.Stream), []byte(sess.streamToken)) != 1 {
-		s.mu.Unlock()
-		httpapi.WriteProblem(w, httpapi.FieldProblem("stream", "stream does not match the open stream of sidecar "+ack.SidecarID+": ack with the token of the stream's first message"))
+	caller, err := s.auth.Caller(r.Context(), r)
+	if err != nil {
+		httpapi.WriteProblem(w, authProblem(err))
 		return
 	}
-	if ok {
-		if ack.Error != "" {
-			sess.ackError = ack.Error
-		} else if ack.Version >= sess.ackedVersion {
-			sess.ackedVersion, sess.ackedHash, sess.ackError = ack.Version, ack.Hash, ""
-			if ack.Version == sess.sentVersion && !sess.sentAt.IsZero() {
-				s.metrics.ackLatency.Observe(time.Since(sess.sentAt).Seconds())
-			}
+	s.mu.Lock()
+	sess, ok := s.byToken[ack.Stream]
+	if ok && (subtle.ConstantTimeCompare([]byte(ack.Stream), []byte(sess.streamToken)) != 1 || sess.sidecarID != ack.SidecarID ||
+		!caller.Admin && sess.id.Owner != caller.Owner) {
+		ok = false
+	}
+	if !ok {
+		s.mu.Unlock()
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "unknown-stream",
+			"no stream of sidecar "+ack.SidecarID+" with this token is open for you: open /v1/stream and ack with the token of its first message"))
+		return
+	}
+	if ack.Error != "" {
+		sess.ackError = ack.Error
+	} else if ack.Version >= sess.ackedVersion {
+		sess.ackedVersion, sess.ackedHash, sess.ackError = ack.Version, ack.Hash, ""
+		if ack.Version == sess.sentVersion && !sess.sentAt.IsZero() {
+			s.metrics.ackLatency.Observe(time.Since(sess.sentAt).Seconds())
 		}
 	}
 	s.mu.Unlock()
-	if !ok {
-		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "unknown-sidecar", "no stream is open for sidecar "+ack.SidecarID+": open /v1/stream first"))
-		return
-	}
 	if ack.Error != "" {
 		s.metrics.nacks.Inc()
 		s.log.Warn("sidecar rejected snapshot", "sidecar", ack.SidecarID, "version", ack.Version, "err", ack.Error)
@@ -268,11 +303,18 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 }
 
 // Sidecars lists connected sidecars, sorted by ID.
-func (s *Server) Sidecars() []protocol.SidecarStatus {
+func (s *Server) Sidecars() []protocol.SidecarStatus { return s.sidecars(Caller{Admin: true}) }
+
+// sidecars lists the connected sidecars caller may see: all for an admin,
+// else those of its own pod.
+func (s *Server) sidecars(caller Caller) []protocol.SidecarStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]protocol.SidecarStatus, 0, len(s.sessions))
 	for _, sess := range s.sessions {
+		if !caller.Admin && sess.id.Owner != caller.Owner {
+			continue
+		}
 		deps := make([]string, len(sess.id.Dependencies))
 		for i, d := range sess.id.Dependencies {
 			deps[i] = d.Alias + "=" + d.Selector.String()

@@ -78,10 +78,16 @@ type Authenticator struct {
 	cache map[[32]byte]cachedReview
 }
 
+// cachedReview is a remembered TokenReview: a pod, or a refusal (err).
 type cachedReview struct {
 	who     podRef
+	err     error
 	expires time.Time
 }
+
+// refusalTTL bounds how long a refused token is remembered when it names
+// no expiry of its own.
+const refusalTTL = 5 * time.Minute
 
 // podRef is what a verified token says about its pod.
 type podRef struct {
@@ -125,15 +131,44 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request) (*cor
 	return a.authenticate(ctx, r)
 }
 
+// Caller verifies the request's bearer token and returns its pod as the
+// caller: never an admin, its own consumer and pod only.
+func (a *Authenticator) Caller(ctx context.Context, r *http.Request) (controlplane.Caller, error) {
+	pod, err := a.authenticate(ctx, r)
+	if err != nil {
+		return controlplane.Caller{}, err
+	}
+	return controlplane.Caller{Consumer: consumerOf(pod), Owner: kube.PodOwner(pod.Namespace, pod.Name, pod.UID)}, nil
+}
+
+// Recheck verifies the stream's token again (a review is cached no longer
+// than Options.CacheTTL and never past the token's expiry) and reads its
+// pod: a stream ends when its pod is deleted or replaced, or its token
+// expires. The sidecar then reconnects with its current token.
+func (a *Authenticator) Recheck(ctx context.Context, r *http.Request, id controlplane.Identity) error {
+	pod, err := a.authenticate(ctx, r)
+	if err != nil {
+		return err
+	}
+	if owner := kube.PodOwner(pod.Namespace, pod.Name, pod.UID); owner != id.Owner {
+		return fmt.Errorf("%w: the stream was opened for %s, the token now names %s", controlplane.ErrUnauthenticated, id.Owner, owner)
+	}
+	return nil
+}
+
+func consumerOf(pod *corev1.Pod) registry.Consumer {
+	return registry.Consumer{
+		Namespace:      pod.Namespace,
+		Name:           WorkloadName(pod),
+		ServiceAccount: pod.Spec.ServiceAccountName,
+		Labels:         pod.Labels,
+	}
+}
+
 func (a *Authenticator) identity(ctx context.Context, pod *corev1.Pod) (controlplane.Identity, error) {
 	id := controlplane.Identity{
-		Consumer: registry.Consumer{
-			Namespace:      pod.Namespace,
-			Name:           WorkloadName(pod),
-			ServiceAccount: pod.Spec.ServiceAccountName,
-			Labels:         pod.Labels,
-		},
-		Owner: kube.PodOwner(pod.Namespace, pod.Name, pod.UID),
+		Consumer: consumerOf(pod),
+		Owner:    kube.PodOwner(pod.Namespace, pod.Name, pod.UID),
 	}
 	seen := map[string]bool{}
 	if s := pod.Annotations[AnnotationDependencies]; s != "" {
@@ -247,8 +282,48 @@ func (a *Authenticator) review(ctx context.Context, token string) (podRef, error
 	}
 	a.mu.Unlock()
 	if ok {
-		return c.who, nil
+		return c.who, c.err
 	}
+	// Tokens that cannot be a pod's projected token for this audience are
+	// refused here, without a TokenReview: junk costs the API server
+	// nothing.
+	claims, err := precheck(token, a.opts.Audience, now)
+	if err != nil {
+		return podRef{}, fmt.Errorf("%w: %v", controlplane.ErrUnauthenticated, err)
+	}
+	who, err := a.tokenReview(ctx, token)
+	var unauth bool
+	if err != nil {
+		unauth = errors.Is(err, controlplane.ErrUnauthenticated)
+		if !unauth {
+			return podRef{}, err // the API server failed: not the token's fault, not remembered
+		}
+	}
+	a.mu.Lock()
+	if len(a.cache) > 100_000 {
+		clear(a.cache) // a crude bound; entries are cheap to get again
+	}
+	var expires time.Time
+	if unauth {
+		// Refusals are remembered too, so the same junk token costs one
+		// review; a token that was refused stays refused.
+		expires = now.Add(refusalTTL)
+		if !claims.exp.IsZero() && claims.exp.Before(expires) {
+			expires = claims.exp
+		}
+	} else {
+		expires = now.Add(a.opts.CacheTTL)
+		if !claims.exp.IsZero() && claims.exp.Before(expires) {
+			expires = claims.exp // never trust a token past its own expiry
+		}
+	}
+	a.cache[key] = cachedReview{who: who, err: err, expires: expires}
+	a.mu.Unlock()
+	return who, err
+}
+
+// tokenReview asks the API server about token.
+func (a *Authenticator) tokenReview(ctx context.Context, token string) (podRef, error) {
 	tr := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: []string{a.opts.Audience}}}
 	res, err := a.opts.TokenReviews.AuthenticationV1().TokenReviews().Create(ctx, tr, metav1.CreateOptions{})
 	if err != nil {
@@ -274,38 +349,60 @@ func (a *Authenticator) review(ctx context.Context, token string) (podRef, error
 	if name == "" || uid == "" {
 		return podRef{}, fmt.Errorf("%w: the token is not bound to a pod: mount a projected service-account token (the injected sidecar does)", controlplane.ErrUnauthenticated)
 	}
-	who := podRef{namespace: ns, name: name, serviceAccount: sa, uid: types.UID(uid)}
-	a.mu.Lock()
-	if len(a.cache) > 100_000 {
-		clear(a.cache) // a crude bound; entries are cheap to get again
-	}
-	expires := now.Add(a.opts.CacheTTL)
-	if exp, ok := tokenExpiry(token); ok && exp.Before(expires) {
-		expires = exp // never trust a token past its own expiry
-	}
-	a.cache[key] = cachedReview{who: who, expires: expires}
-	a.mu.Unlock()
-	return who, nil
+	return podRef{namespace: ns, name: name, serviceAccount: sa, uid: types.UID(uid)}, nil
 }
 
-// tokenExpiry reads the exp claim of a JWT whose signature the API server
-// has just verified.
-func tokenExpiry(token string) (time.Time, bool) {
+// tokenClaims are the unverified claims precheck reads.
+type tokenClaims struct {
+	exp time.Time
+}
+
+// precheck refuses a token that cannot be a live, pod-bound
+// service-account token for audience, by its shape and unverified claims
+// alone: not a JWT, another audience, expired, or bound to no pod. What
+// passes still goes to a TokenReview, which verifies the signature.
+func precheck(token, audience string, now time.Time) (tokenClaims, error) {
 	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return time.Time{}, false
+	if len(parts) != 3 || len(token) > 16<<10 {
+		return tokenClaims{}, errors.New("the bearer token is not a service-account token (a JWT)")
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		return time.Time{}, false
+		return tokenClaims{}, errors.New("the bearer token is not a service-account token (a JWT)")
 	}
-	var claims struct {
-		Exp int64 `json:"exp"`
+	var c struct {
+		Exp any             `json:"exp"`
+		Aud json.RawMessage `json:"aud"`
+		K8s struct {
+			Pod *struct {
+				UID string `json:"uid"`
+			} `json:"pod"`
+		} `json:"kubernetes.io"`
 	}
-	if json.Unmarshal(payload, &claims) != nil || claims.Exp == 0 {
-		return time.Time{}, false
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return tokenClaims{}, errors.New("the bearer token's claims are not JSON")
 	}
-	return time.Unix(claims.Exp, 0), true
+	var auds []string
+	var one string
+	if json.Unmarshal(c.Aud, &one) == nil {
+		auds = []string{one}
+	} else if json.Unmarshal(c.Aud, &auds) != nil {
+		auds = nil
+	}
+	if !slices.Contains(auds, audience) {
+		return tokenClaims{}, fmt.Errorf("the token is not issued for audience %q", audience)
+	}
+	var out tokenClaims
+	if exp, ok := c.Exp.(float64); ok && exp > 0 {
+		out.exp = time.Unix(int64(exp), 0)
+		if !out.exp.After(now) {
+			return tokenClaims{}, errors.New("the token is expired")
+		}
+	}
+	if c.K8s.Pod == nil || c.K8s.Pod.UID == "" {
+		return tokenClaims{}, errors.New("the token is not bound to a pod: mount a projected service-account token (the injected sidecar does)")
+	}
+	return out, nil
 }
 
 func serviceAccount(username string) (ns, name string, ok bool) {

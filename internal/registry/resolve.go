@@ -9,6 +9,10 @@ import (
 	"sync/atomic"
 )
 
+// AnyNamespace in a type selector's namespace accepts providers of every
+// namespace that exports itself to the consumer (see Admits).
+const AnyNamespace = "*"
+
 // ErrUnresolved is wrapped by every resolution failure.
 var ErrUnresolved = errors.New("unresolved dependency")
 
@@ -73,13 +77,16 @@ func contains(list []string, s string) bool {
 //
 //  1. A selector that names a provider considers only that provider (in the
 //     selector's namespace, else the consumer's).
-//  2. A type selector considers providers of that type whose version lies in
-//     the range and that carry every selector label.
-//  3. Only providers whose scope admits the consumer and that have at least
+//  2. A type selector considers providers of that type in the selector's
+//     namespace: the consumer's own unless the selector names one, or "*"
+//     for every namespace.
+//  3. ... whose version lies in the range and that carry every selector
+//     label.
+//  4. Only providers whose scope admits the consumer and that have at least
 //     one ready endpoint count.
-//  4. Among the rest the highest version wins; a provider without a version
+//  5. Among the rest the highest version wins; a provider without a version
 //     counts as 0.0.0.
-//  5. Ties go to a provider in the consumer's own namespace, then to the
+//  6. Ties go to a provider in the consumer's own namespace, then to the
 //     lexically smallest namespace/name.
 //
 // No match is a *ResolveError that names the dependency and the selector,
@@ -114,15 +121,23 @@ func Resolve(c Consumer, dep Dependency, providers []*Provider) (*Provider, erro
 	}
 
 	var (
-		best                                         *Provider
-		bestV                                        Version
-		typeMatch, versionMatch, labelMatch, inScope int
+		best                                                  *Provider
+		bestV                                                 Version
+		typeMatch, nsMatch, versionMatch, labelMatch, inScope int
 	)
+	want := sel.Namespace
+	if want == "" {
+		want = cns
+	}
 	for _, p := range providers {
 		if p.Type != sel.Type {
 			continue
 		}
 		typeMatch++
+		if want != AnyNamespace && p.Namespace != want {
+			continue
+		}
+		nsMatch++
 		v, err := providerVersion(p)
 		if err != nil || !sel.Range.Match(v) {
 			continue
@@ -148,8 +163,13 @@ func Resolve(c Consumer, dep Dependency, providers []*Provider) (*Provider, erro
 		return best, nil
 	case typeMatch == 0:
 		return nil, fail("no provider has type %s", sel.Type)
+	case nsMatch == 0 && sel.Namespace == "":
+		return nil, fail("%d provider(s) of type %s, none in namespace %s (a type selector looks only in the consumer's namespace: write */%s to accept providers that other namespaces export to it)",
+			typeMatch, sel.Type, want, sel.String())
+	case nsMatch == 0:
+		return nil, fail("%d provider(s) of type %s, none in namespace %s", typeMatch, sel.Type, want)
 	case versionMatch == 0:
-		return nil, fail("%d provider(s) of type %s, none with a version in %s", typeMatch, sel.Type, sel.Range)
+		return nil, fail("%d provider(s) of type %s, none with a version in %s", nsMatch, sel.Type, sel.Range)
 	case labelMatch == 0:
 		return nil, fail("%d provider(s) of type %s in range %s, none with labels %s", versionMatch, sel.Type, sel.Range, formatLabels(sel.Labels))
 	case inScope == 0:

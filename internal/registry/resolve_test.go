@@ -234,7 +234,7 @@ func TestResolve(t *testing.T) {
 		{
 			name:     "scope namespaces list the consumer's",
 			consumer: checkout,
-			dep:      "api=http@*",
+			dep:      "api=*/http@*",
 			providers: []*registry.Provider{
 				prov("team-b", "listed", "http", "2.0.0", scope(registry.Scope{Namespaces: []string{"team-c", "team-a"}})),
 				prov("team-b", "unlisted", "http", "3.0.0", scope(registry.Scope{Namespaces: []string{"team-c"}})),
@@ -245,7 +245,7 @@ func TestResolve(t *testing.T) {
 		{
 			name:     "scope namespace wildcard",
 			consumer: checkout,
-			dep:      "api=http@*",
+			dep:      "api=*/http@*",
 			providers: []*registry.Provider{
 				prov("team-b", "everyone", "http", "2.0.0", scope(registry.Scope{Namespaces: []string{"*"}})),
 				prov("team-a", "own", "http", "1.0.0"),
@@ -287,7 +287,7 @@ func TestResolve(t *testing.T) {
 		{
 			name:     "every scope rule must admit",
 			consumer: checkout,
-			dep:      "api=http@*",
+			dep:      "api=*/http@*",
 			providers: []*registry.Provider{
 				prov("team-b", "wrong-sa", "http", "3.0.0", scope(registry.Scope{
 					Namespaces: []string{"team-a"}, ServiceAccounts: []string{"other"}, Workloads: []string{"checkout"},
@@ -324,7 +324,7 @@ func TestResolve(t *testing.T) {
 		{
 			name:     "tie outside the consumer's namespace goes to the smallest namespace/name",
 			consumer: registry.Consumer{Namespace: "team-c", Name: "fn"},
-			dep:      "api=http@*",
+			dep:      "api=*/http@*",
 			providers: []*registry.Provider{
 				prov("team-b", "a", "http", "1.0.0"),
 				prov("team-a", "b", "http", "1.0.0"),
@@ -353,9 +353,33 @@ func TestResolve(t *testing.T) {
 			want: "team-a/a",
 		},
 		{
+			// A provider of another namespace that exports itself to every
+			// namespace, with a higher version, must not capture a plain
+			// type selector: the consumer did not ask to look outside.
+			name:     "type selector stays in the consumer's namespace",
+			consumer: checkout,
+			dep:      "api=http@^1",
+			providers: []*registry.Provider{
+				prov("team-a", "greeter", "http", "1.0.0"),
+				prov("attacker", "x", "http", "1.999.0", scope(registry.Scope{Namespaces: []string{"*"}})),
+			},
+			want: "team-a/greeter",
+		},
+		{
+			name:     "type selector in a named namespace",
+			consumer: checkout,
+			dep:      "api=team-b/http@*",
+			providers: []*registry.Provider{
+				prov("team-a", "own", "http", "2.0.0"),
+				prov("team-b", "listed", "http", "1.0.0", scope(registry.Scope{Namespaces: []string{"team-a"}})),
+				prov("team-c", "other", "http", "3.0.0", scope(registry.Scope{Namespaces: []string{"*"}})),
+			},
+			want: "team-b/listed",
+		},
+		{
 			name:     "version beats namespace",
 			consumer: checkout,
-			dep:      "api=http@*",
+			dep:      "api=*/http@*",
 			providers: []*registry.Provider{
 				prov("team-a", "own", "http", "1.0.0"),
 				prov("team-b", "newer", "http", "1.0.1"),
@@ -447,6 +471,24 @@ func TestResolveErrors(t *testing.T) {
 			wantReason: "no provider has type kafka",
 		},
 		{
+			name:     "only other namespaces have the type",
+			consumer: checkout,
+			dep:      "api=http@^1",
+			providers: []*registry.Provider{
+				prov("attacker", "x", "http", "1.999.0", scope(registry.Scope{Namespaces: []string{"*"}})),
+			},
+			wantReason: "1 provider(s) of type http, none in namespace team-a (a type selector looks only in the consumer's namespace: write */http@^1",
+		},
+		{
+			name:     "none in the named namespace",
+			consumer: checkout,
+			dep:      "api=team-b/http@^1",
+			providers: []*registry.Provider{
+				prov("team-c", "x", "http", "1.0.0", scope(registry.Scope{Namespaces: []string{"*"}})),
+			},
+			wantReason: "1 provider(s) of type http, none in namespace team-b",
+		},
+		{
 			name:     "no version in range",
 			consumer: checkout,
 			dep:      "db=postgresql@^16",
@@ -468,7 +510,7 @@ func TestResolveErrors(t *testing.T) {
 		{
 			name:     "none in scope",
 			consumer: checkout,
-			dep:      "db=postgresql@*",
+			dep:      "db=*/postgresql@*",
 			providers: []*registry.Provider{
 				prov("team-b", "pg", "postgresql", "15.0.0", scope(registry.Scope{})),
 				prov("team-a", "pg", "postgresql", "15.0.0", scope(registry.Scope{ServiceAccounts: []string{"other"}})),

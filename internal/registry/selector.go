@@ -9,7 +9,12 @@ import (
 
 // Selector chooses providers for a dependency: either an explicit provider
 // (Provider, optionally in Namespace) or a type with a version range and
-// labels.
+// labels, among the providers of Namespace.
+//
+// For a type selector, Namespace empty means the consumer's own namespace
+// only, AnyNamespace means every namespace whose providers export themselves
+// to the consumer, and a name means that namespace only. A type selector
+// never reaches beyond the consumer's namespace unless it says so.
 type Selector struct {
 	Namespace string            `json:"namespace,omitempty"`
 	Provider  string            `json:"provider,omitempty"`
@@ -23,8 +28,10 @@ type Selector struct {
 //
 //	NAME                       the provider called NAME in the consumer's namespace
 //	NAMESPACE/NAME             the provider NAME in NAMESPACE
-//	TYPE@RANGE                 the best provider of TYPE whose version is in RANGE
+//	TYPE@RANGE                 the best provider of TYPE in the consumer's namespace whose version is in RANGE
 //	TYPE@RANGE,KEY=VALUE,...   ... that also carries these labels
+//	NAMESPACE/TYPE@RANGE       ... among the providers of NAMESPACE instead
+//	*/TYPE@RANGE               ... among the providers of every namespace that exports to the consumer
 //
 // RANGE is "*" for any release, or a range such as "^1.2", "~1.4.0",
 // ">=1.2 <2" (see ParseRange); it never contains commas.
@@ -52,7 +59,17 @@ func ParseSelector(s string) (Selector, error) {
 		sel.Provider = name
 		return sel, nil
 	}
-	sel := Selector{Type: CanonicalType(s[:at])}
+	var sel Selector
+	typ := s[:at]
+	if i := strings.IndexByte(typ, '/'); i >= 0 {
+		sel.Namespace, typ = typ[:i], typ[i+1:]
+		if sel.Namespace != AnyNamespace {
+			if err := ValidateName("selector namespace", sel.Namespace); err != nil {
+				return Selector{}, fmt.Errorf("selector %q: %w (or \"*\" for every namespace that exports to this one)", s, err)
+			}
+		}
+	}
+	sel.Type = CanonicalType(typ)
 	if err := ValidateType(sel.Type); err != nil {
 		return Selector{}, fmt.Errorf("selector %q: %w", s, err)
 	}
@@ -90,6 +107,10 @@ func (s Selector) String() string {
 		return s.Provider
 	}
 	var b strings.Builder
+	if s.Namespace != "" {
+		b.WriteString(s.Namespace)
+		b.WriteByte('/')
+	}
 	b.WriteString(s.Type)
 	b.WriteByte('@')
 	b.WriteString(s.Range.String())

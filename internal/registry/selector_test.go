@@ -54,6 +54,16 @@ func TestParseSelector(t *testing.T) {
 			wantString: "postgresql@^15",
 		},
 		{
+			in:         "shared/postgresql@^15",
+			want:       registry.Selector{Namespace: "shared", Type: "postgresql", Range: mustRange(t, "^15")},
+			wantString: "shared/postgresql@^15",
+		},
+		{
+			in:         "*/http@^1,tier=gold",
+			want:       registry.Selector{Namespace: "*", Type: "http", Range: mustRange(t, "^1"), Labels: map[string]string{"tier": "gold"}},
+			wantString: "*/http@^1,tier=gold",
+		},
+		{
 			in:         "postgres@^15",
 			want:       registry.Selector{Type: "postgresql", Range: mustRange(t, "^15")},
 			wantString: "postgresql@^15",
@@ -131,6 +141,9 @@ func TestParseSelectorErrors(t *testing.T) {
 		{name: "empty name after namespace", in: "team-a/", wantMsg: "selector provider name"},
 		{name: "two slashes", in: "a/b/c", wantMsg: "selector provider name"},
 		{name: "labels without type", in: "payments,tier=gold", wantMsg: "need a type and range"},
+		{name: "wildcard namespace for a name", in: "*/payments", wantMsg: "selector namespace"},
+		{name: "bad namespace for a type", in: "Team/http@^1", wantMsg: "selector namespace"},
+		{name: "empty namespace for a type", in: "/http@^1", wantMsg: "selector namespace"},
 		{name: "empty type", in: "@^1", wantMsg: "type"},
 		{name: "bad type", in: "my_db@^1", wantMsg: "type"},
 		{name: "empty range", in: "http@", wantMsg: "empty version range"},

@@ -219,3 +219,30 @@ func validateSubdomain(field, s string) error {
 	}
 	return nil
 }
+
+// ReservedLabelPrefix starts the label keys only declared providers may
+// carry. A consumer that selects on such a label (http@^1,ddi.dev/pin=api)
+// can be bound only to a declaration, never to a run-time registration.
+const ReservedLabelPrefix = "ddi.dev/"
+
+// ValidateRegistration checks what a run-time registration (a provider a
+// running function registers through its sidecar) must obey beyond
+// ValidateProvider: its scope stays inside its own namespace, and it
+// carries no label under ReservedLabelPrefix. Offering a provider to other
+// namespaces takes a declaration (a Provider object or `ddi provider add`),
+// which the namespace's own access rules govern.
+func ValidateRegistration(p *Provider) error {
+	for _, ns := range p.Scope.Namespaces {
+		if ns != p.Namespace {
+			return &FieldError{Field: "scope.namespaces", Value: ns,
+				Reason: "reaches beyond the registration's own namespace " + p.Namespace + ": a run-time registration serves only its namespace; declare a Provider to export one to other namespaces"}
+		}
+	}
+	for k := range p.Labels {
+		if strings.HasPrefix(k, ReservedLabelPrefix) {
+			return &FieldError{Field: "labels", Value: k,
+				Reason: "uses the prefix " + ReservedLabelPrefix + ", which only declared providers may carry: drop the label or pick another key"}
+		}
+	}
+	return nil
+}
