@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -32,7 +33,9 @@ func kubectl(t *testing.T) string {
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-func TestKustomizeRendersAndApplies(t *testing.T) {
+// render returns the objects `kubectl kustomize deploy/` renders.
+func render(t *testing.T) []*unstructured.Unstructured {
+	t.Helper()
 	out, err := exec.Command(kubectl(t), "kustomize", ".").Output()
 	if err != nil {
 		var ee *exec.ExitError
@@ -54,6 +57,38 @@ func TestKustomizeRendersAndApplies(t *testing.T) {
 			objs = append(objs, u)
 		}
 	}
+	return objs
+}
+
+// rendered returns the one rendered object of kind and name, decoded into
+// a typed T.
+func rendered[T any](t *testing.T, objs []*unstructured.Unstructured, kind, name string) *T {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetName() == name {
+			out := new(T)
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, out); err != nil {
+				t.Fatalf("decode rendered %s %s: %v", kind, name, err)
+			}
+			return out
+		}
+	}
+	t.Fatalf("deploy/ renders no %s %s", kind, name)
+	return nil
+}
+
+// create creates objs on cp's API server; a namespace may exist already.
+func create(t *testing.T, cp *kubetest.ControlPlane, objs []*unstructured.Unstructured) {
+	t.Helper()
+	for _, o := range objs {
+		if err := cp.Client.Create(context.Background(), o.DeepCopy()); err != nil && !(o.GetKind() == "Namespace" && client.IgnoreAlreadyExists(err) == nil) {
+			t.Errorf("create %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+}
+
+func TestKustomizeRendersAndApplies(t *testing.T) {
+	objs := render(t)
 	kinds := map[string]int{}
 	for _, o := range objs {
 		kinds[o.GetKind()]++
@@ -72,10 +107,5 @@ func TestKustomizeRendersAndApplies(t *testing.T) {
 	// Every object is accepted by a real API server (schema, RBAC rules,
 	// the webhook configuration's selectors).
 	cp := kubetest.RunControlPlane(t, kubetest.Options{NoController: true, SkipCRDs: true})
-	ctx := context.Background()
-	for _, o := range objs {
-		if err := cp.Client.Create(ctx, o); err != nil && !(o.GetKind() == "Namespace" && client.IgnoreAlreadyExists(err) == nil) {
-			t.Errorf("create %s %s: %v", o.GetKind(), o.GetName(), err)
-		}
-	}
+	create(t, cp, objs)
 }
