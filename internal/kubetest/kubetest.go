@@ -55,6 +55,8 @@ type Options struct {
 	NoController bool
 	// Inject adjusts the injector configuration.
 	Inject func(*inject.Config)
+	// Controller adjusts the controller's options last.
+	Controller func(*controller.Options)
 	// Store replaces the registry store the controller uses. Default: the
 	// Kubernetes custom resource store (internal/registry/kube).
 	Store registry.Store
@@ -288,6 +290,9 @@ func startController(t testing.TB, cp *ControlPlane, opts Options) {
 			t.Fatalf("kubetest: write ca.crt: %v", err)
 		}
 		cp.StreamCA = wo.LocalServingCAData
+	}
+	if opts.Controller != nil {
+		opts.Controller(&co)
 	}
 	streamAddr := make(chan string, 1)
 	co.StreamListening = func(addr string) { streamAddr <- addr }
