@@ -28,6 +28,7 @@ const (
 	DefaultMetricsAddr       = ":8080"
 	DefaultTokenAudience     = "ddi"
 	DefaultStreamRecheck     = 10 * time.Second
+	DefaultSecretPoll        = 5 * time.Second
 )
 
 // Options configure Run. DefaultOptions fills every field; AddFlags binds
@@ -86,6 +87,10 @@ type Options struct {
 	// its pod (still there, token still valid); a stream whose pod is gone
 	// ends within it. Default 10s.
 	StreamRecheck time.Duration
+	// SecretPoll is how often the Secrets that Providers reference are read
+	// again; a change reaches bound sidecars (files and typed clients)
+	// within it. The controller never lists or watches Secrets. Default 5s.
+	SecretPoll time.Duration
 	// TokenAudience is the audience sidecar tokens must carry; it must
 	// equal Inject.TokenAudience.
 	TokenAudience string
@@ -119,6 +124,7 @@ func DefaultOptions() Options {
 		Inject:            inject.DefaultConfig(),
 		TokenAudience:     DefaultTokenAudience,
 		StreamRecheck:     DefaultStreamRecheck,
+		SecretPoll:        DefaultSecretPoll,
 	}
 }
 
@@ -142,6 +148,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Inject.ControlPlaneURL, "sidecar-control-plane", o.Inject.ControlPlaneURL, "control plane URL the injected sidecars use; https unless --stream-insecure (its host joins the self-managed certificate)")
 	fs.StringVar(&o.Inject.LogLevel, "sidecar-log-level", o.Inject.LogLevel, "log level of the injected sidecars")
 	fs.DurationVar(&o.StreamRecheck, "stream-recheck", o.StreamRecheck, "how often an open sidecar stream is checked against its pod and token; a deleted pod's stream ends within it")
+	fs.DurationVar(&o.SecretPoll, "secret-poll", o.SecretPoll, "how often Secrets named by Providers' secretRef are read again; a change reaches bound sidecars within it (0 turns it off)")
 	fs.StringVar(&o.TokenAudience, "token-audience", o.TokenAudience, "audience of the sidecars' projected service-account tokens")
 }
 

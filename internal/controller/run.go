@@ -174,7 +174,7 @@ func Run(ctx context.Context, o Options) error {
 	// The registry and the control plane.
 	store := o.Store
 	if store == nil {
-		store, err = newKubeStore(ctx, mgr, log)
+		store, err = newKubeStore(ctx, mgr, o.Namespace, log)
 		if err != nil {
 			return err
 		}
@@ -203,11 +203,12 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	cp, err := controlplane.New(controlplane.Options{
-		Store:   store,
-		Auth:    auth,
-		Secrets: SecretReader{Reader: mgr.GetAPIReader()},
-		Recheck: o.StreamRecheck,
-		Logger:  log.With("component", "controlplane"),
+		Store:      store,
+		Auth:       auth,
+		Secrets:    SecretReader{Reader: mgr.GetAPIReader()},
+		Recheck:    o.StreamRecheck,
+		SecretPoll: o.SecretPoll,
+		Logger:     log.With("component", "controlplane"),
 	})
 	if err != nil {
 		return err

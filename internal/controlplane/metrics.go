@@ -13,6 +13,7 @@ type metrics struct {
 	snapshotsSent *prometheus.CounterVec
 	nacks         prometheus.Counter
 	ackLatency    prometheus.Histogram
+	secretChanges prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -26,8 +27,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		nacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "ddi_controlplane_nacks_total", Help: "Snapshots a sidecar rejected."}),
 		ackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ddi_controlplane_ack_latency_seconds",
 			Help: "Time from sending a snapshot to its acknowledgement.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		secretChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "ddi_controlplane_secret_changes_total",
+			Help: "Changes of referenced secret material found by polling and pushed."}),
 	}
-	reg.MustRegister(m.streams, m.revision, m.providers, m.storeEvents, m.snapshotsSent, m.nacks, m.ackLatency,
+	reg.MustRegister(m.streams, m.revision, m.providers, m.storeEvents, m.snapshotsSent, m.nacks, m.ackLatency, m.secretChanges,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -25,6 +25,11 @@ type Options struct {
 	// Secrets fills secret material for providers that only reference it.
 	// Default: none (the store holds secrets inline).
 	Secrets SecretSource
+	// SecretPoll is how often the material of providers that only
+	// reference their secret (Secrets) is read again; a change is pushed
+	// to every bound consumer like any other provider change. Zero turns
+	// it off; it is off without Secrets.
+	SecretPoll time.Duration
 	// Heartbeat is the interval of stream heartbeats. Default 15s.
 	Heartbeat time.Duration
 	// Recheck is how often an open stream asks the Authenticator whether
@@ -55,6 +60,11 @@ type Server struct {
 	byToken  map[string]*session
 	recheck  time.Duration
 
+	secretPoll time.Duration
+	// touch carries provider keys whose referenced secret changed to the
+	// goroutine that publishes views.
+	touch chan []string
+
 	metrics *metrics
 	reg     *prometheus.Registry
 }
@@ -74,6 +84,7 @@ func New(opts Options) (*Server, error) {
 		sessions:  make(map[string]*session),
 		byToken:   make(map[string]*session),
 		recheck:   opts.Recheck,
+		touch:     make(chan []string, 1),
 		reg:       prometheus.NewRegistry(),
 	}
 	if s.auth == nil {
@@ -84,6 +95,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if s.recheck <= 0 {
 		s.recheck = 10 * time.Second
+	}
+	if s.secrets != nil {
+		s.secretPoll = opts.SecretPoll
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -98,6 +112,9 @@ func New(opts Options) (*Server, error) {
 // ends early (a slow watcher, a compacted revision, a store restart) it
 // lists again. Streams never see a gap: each new view is complete.
 func (s *Server) Run(ctx context.Context) error {
+	if s.secretPoll > 0 {
+		go s.pollSecrets(ctx)
+	}
 	backoff := 100 * time.Millisecond
 	for {
 		err := s.sync(ctx)
@@ -141,7 +158,14 @@ func (s *Server) sync(ctx context.Context) error {
 	}
 	for {
 		var batch []registry.Event
-		ev, ok := <-events
+		var ev registry.Event
+		var ok bool
+		select {
+		case ev, ok = <-events:
+		case keys := <-s.touch:
+			s.republish(keys)
+			continue
+		}
 		if !ok {
 			return errors.New("watch channel closed")
 		}
@@ -185,6 +209,24 @@ func (s *Server) sync(ctx context.Context) error {
 		s.metrics.storeEvents.Add(float64(len(batch)))
 		s.publish(last, next, touched)
 	}
+}
+
+// republish publishes the current providers again as changed at keys, so
+// that every stream that selects one of them recomputes its snapshot
+// (and reads the provider's secret again).
+func (s *Server) republish(keys []string) {
+	old := s.current.Load()
+	touched := make(map[string]bool, 2*len(keys))
+	for _, k := range keys {
+		if p, ok := old.byKey[k]; ok {
+			touched["key:"+k] = true
+			touched["type:"+p.Type] = true
+		}
+	}
+	if len(touched) == 0 {
+		return
+	}
+	s.publish(old.revision, old.byKey, touched)
 }
 
 func (s *Server) publish(rev int64, providers map[string]*registry.Provider, touched map[string]bool) {
