@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"ddi.dev/ddi/internal/controlplane"
+	"ddi.dev/ddi/internal/httpapi"
 	"ddi.dev/ddi/internal/registry/bolt"
 )
 
@@ -32,7 +33,10 @@ the provider commands talk to it.
 
 The default data directory is $XDG_STATE_HOME/ddi, or ~/.local/state/ddi.
 The control plane trusts every caller, so it listens on loopback only unless
---allow-remote is given.`,
+--allow-remote is given. It answers only requests addressed to a loopback
+name or address (or to the --listen host), refuses requests from web pages
+of other sites (an Origin header) and takes JSON bodies only, so that a
+page in a browser cannot reach it by DNS rebinding or a cross-site POST.`,
 		Example: `  ddi dev
   ddi dev --data /tmp/ddi --listen 127.0.0.1:7470`,
 		Args: cobra.NoArgs,
@@ -121,10 +125,13 @@ func startControlPlane(ctx context.Context, dataDir, listen string, log *slog.Lo
 		store.Close()
 		return nil, fmt.Errorf("--listen %s: %w", listen, err)
 	}
+	// The control plane trusts every caller that reaches it, so a web page
+	// in a browser must not (DNS rebinding, cross-site POSTs).
+	handler := httpapi.LocalOnly(srv.Handler(), httpapi.LocalOptions{Listen: listen})
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	cp := &runningControlPlane{
 		URL:    "http://" + ln.Addr().String(),
-		server: &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second},
+		server: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second},
 		store:  store,
 		cancel: cancel,
 		done:   make(chan error, 2),

@@ -15,7 +15,11 @@ import (
 // a multi-segment wildcard costs the mux two tree walks and a few
 // allocations per request (it retries with a trailing slash), which is
 // measurable on the proxy's hot path. The path after the name reaches the
-// provider as sent, uncleaned, as with a direct call.
+// provider as sent, escaping kept; dot segments are refused (invoke.go).
+//
+// Every route is behind httpapi.LocalOnly: a loopback Host, no cross-site
+// Origin, and JSON bodies on the API's own routes (the invoke proxy
+// forwards any body).
 func (s *Sidecar) routes() http.Handler {
 	mux := http.NewServeMux()
 	handle := func(pattern string, h http.HandlerFunc) {
@@ -46,13 +50,14 @@ func (s *Sidecar) routes() http.Handler {
 			"no route for "+r.URL.Path+": see docs/api.md (bindings, watch, providers, invoke, healthz, readyz, metrics)"))
 	})
 	invoke := s.metrics.instrument("/v1/invoke/{name}/{path...}", http.HandlerFunc(s.handleInvoke))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, invokePrefix) {
+	isInvoke := func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, invokePrefix) }
+	return httpapi.LocalOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isInvoke(r) {
 			invoke.ServeHTTP(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)
-	})
+	}), httpapi.LocalOptions{Listen: s.cfg.Listen, RawBody: isInvoke})
 }
 
 func methodNotAllowed(allow string) http.HandlerFunc {

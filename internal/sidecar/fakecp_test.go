@@ -332,7 +332,9 @@ func startConnected(t testing.TB, f *fakeCP, cfg Config, bindings []registry.Bin
 	return ts
 }
 
-// do sends a request and returns status, body and headers.
+// do sends a request and returns status, body and headers. A body is
+// sent as application/json, as ddi's clients do, unless header names
+// another Content-Type.
 func do(t *testing.T, method, url, body string, header ...string) (int, []byte, http.Header) {
 	t.Helper()
 	var rd io.Reader
@@ -342,6 +344,9 @@ func do(t *testing.T, method, url, body string, header ...string) (int, []byte, 
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
