@@ -51,6 +51,9 @@ type Authenticator interface {
 var (
 	ErrForbidden       = fmt.Errorf("forbidden")
 	ErrUnauthenticated = fmt.Errorf("unauthenticated")
+	// ErrThrottled refuses a caller that sent too many unverified
+	// credentials; the API maps it to 429.
+	ErrThrottled = fmt.Errorf("too many unverified tokens from this address")
 )
 
 // SecretSource fills secret material that a provider only references.

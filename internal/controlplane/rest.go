@@ -340,6 +340,8 @@ func storeProblem(err error, key string) *httpapi.Problem {
 
 func authProblem(err error) *httpapi.Problem {
 	switch {
+	case errors.Is(err, ErrThrottled):
+		return httpapi.NewProblem(http.StatusTooManyRequests, "throttled", err.Error()+": retry in a second")
 	case errors.Is(err, ErrUnauthenticated):
 		return httpapi.NewProblem(http.StatusUnauthorized, "unauthenticated", err.Error())
 	case errors.Is(err, ErrForbidden):

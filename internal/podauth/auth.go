@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -64,8 +66,16 @@ type Options struct {
 	// Required for writes.
 	Providers ProviderGetter
 	// CacheTTL is how long a verified token is trusted before it is
-	// reviewed again. Default 30s; the pod is re-read on every request.
+	// reviewed again, never past the token's own expiry. Default 10m; the
+	// pod is re-read on every request, so a deleted pod's token stops
+	// working at once.
 	CacheTTL time.Duration
+	// ReviewsPerSecond and ReviewBurst bound the TokenReviews one source
+	// address may cause (tokens not yet remembered); beyond them requests
+	// are refused with 429 without asking the API server. Defaults 5 and
+	// 20: a pod needs one review per token rotation.
+	ReviewsPerSecond float64
+	ReviewBurst      int
 	Logger   *slog.Logger
 }
 
@@ -76,6 +86,8 @@ type Authenticator struct {
 
 	mu    sync.Mutex
 	cache map[[32]byte]cachedReview
+	// sources limits the reviews each remote address may cause.
+	sources map[string]*rate.Limiter
 }
 
 // cachedReview is a remembered TokenReview: a pod, or a refusal (err).
@@ -106,9 +118,15 @@ func New(opts Options) (*Authenticator, error) {
 		opts.Audience = "ddi"
 	}
 	if opts.CacheTTL <= 0 {
-		opts.CacheTTL = 30 * time.Second
+		opts.CacheTTL = 10 * time.Minute
 	}
-	a := &Authenticator{opts: opts, log: opts.Logger, cache: make(map[[32]byte]cachedReview)}
+	if opts.ReviewsPerSecond <= 0 {
+		opts.ReviewsPerSecond = 5
+	}
+	if opts.ReviewBurst <= 0 {
+		opts.ReviewBurst = 20
+	}
+	a := &Authenticator{opts: opts, log: opts.Logger, cache: make(map[[32]byte]cachedReview), sources: make(map[string]*rate.Limiter)}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -240,7 +258,7 @@ func (a *Authenticator) authenticate(ctx context.Context, r *http.Request) (*cor
 	if !ok {
 		return nil, fmt.Errorf("%w: send the pod's projected service-account token (audience %q) as Authorization: Bearer", controlplane.ErrUnauthenticated, a.opts.Audience)
 	}
-	ref, err := a.review(ctx, token)
+	ref, err := a.review(ctx, token, sourceOf(r))
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +289,7 @@ func bearer(r *http.Request) (string, bool) {
 }
 
 // review runs (or remembers) the TokenReview of token.
-func (a *Authenticator) review(ctx context.Context, token string) (podRef, error) {
+func (a *Authenticator) review(ctx context.Context, token, source string) (podRef, error) {
 	key := sha256.Sum256([]byte(token))
 	now := time.Now()
 	a.mu.Lock()
@@ -290,6 +308,9 @@ func (a *Authenticator) review(ctx context.Context, token string) (podRef, error
 	claims, err := precheck(token, a.opts.Audience, now)
 	if err != nil {
 		return podRef{}, fmt.Errorf("%w: %v", controlplane.ErrUnauthenticated, err)
+	}
+	if !a.allow(source, now) {
+		return podRef{}, fmt.Errorf("%w %s", controlplane.ErrThrottled, source)
 	}
 	who, err := a.tokenReview(ctx, token)
 	var unauth bool
@@ -320,6 +341,35 @@ func (a *Authenticator) review(ctx context.Context, token string) (podRef, error
 	a.cache[key] = cachedReview{who: who, err: err, expires: expires}
 	a.mu.Unlock()
 	return who, err
+}
+
+// allow takes one review from source's budget.
+func (a *Authenticator) allow(source string, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l, ok := a.sources[source]
+	if !ok {
+		if len(a.sources) > 10_000 {
+			// Full buckets carry no information: drop them.
+			for k, l := range a.sources {
+				if l.TokensAt(now) >= float64(a.opts.ReviewBurst) {
+					delete(a.sources, k)
+				}
+			}
+		}
+		l = rate.NewLimiter(rate.Limit(a.opts.ReviewsPerSecond), a.opts.ReviewBurst)
+		a.sources[source] = l
+	}
+	return l.AllowN(now, 1)
+}
+
+// sourceOf is the remote IP address of r.
+func sourceOf(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // tokenReview asks the API server about token.
