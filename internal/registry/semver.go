@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -226,6 +227,13 @@ func parseTerm(t string) ([]comparator, error) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("%q makes no sense: use * alone for any version", op+t)
+	}
+	// A span's upper bound adds one to a part: the largest part has no
+	// version above it, so it is refused rather than wrapped to 0.
+	for _, x := range []uint64{v.Major, v.Minor, v.Patch} {
+		if x == math.MaxUint64 {
+			return nil, fmt.Errorf("version part %d in %q is too large: use a number below %d", x, op+t, uint64(math.MaxUint64))
+		}
 	}
 	// upper returns the first version above the partial version's span.
 	upper := func(level int) Version {

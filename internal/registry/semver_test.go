@@ -451,6 +451,11 @@ func TestParseRangeErrors(t *testing.T) {
 		{name: "partial pre-release", rng: "^1.2-rc.1"},
 		{name: "hyphen range", rng: "1.0.0 - 2.0.0"},
 		{name: "comma", rng: "^1,^2"},
+		// The upper bound of these would wrap to 0 and match nothing.
+		{name: "largest major, caret", rng: "^18446744073709551615"},
+		{name: "largest minor, tilde", rng: "~1.18446744073709551615"},
+		{name: "largest patch, greater", rng: ">1.2.18446744073709551615"},
+		{name: "largest major, partial", rng: "18446744073709551615"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
