@@ -15,15 +15,20 @@ const (
 	// ownerReference to that Pod, so that Kubernetes' garbage collector
 	// deletes the Provider with the Pod.
 	AnnotationOwner = "ddi.dev/owner"
-	// AnnotationInlineSecret names the Secret, in the Provider's namespace,
-	// that holds the secret material a provider was registered with
-	// through the registry (registry.Provider.Secret). The store creates
-	// that Secret immutable, labelled with LabelSecretOf and owned by the
-	// Provider, and ignores a Secret that is not owned by the Provider.
+	// AnnotationInlineSecret names the Secret, in ddi's own namespace
+	// (ddi-system), that holds the secret material a provider was
+	// registered with through the registry (registry.Provider.Secret). The
+	// store creates that Secret immutable, of type ddi.dev/inline-secret
+	// and labelled with LabelSecretOf, and neither reads nor deletes a
+	// Secret that lacks either: the annotation cannot reach another one.
 	AnnotationInlineSecret = "ddi.dev/inline-secret"
 	// LabelSecretOf is set on Secrets the store creates for inline secret
-	// material; its value is the Provider's name.
+	// material; its value is the UID of the Provider they belong to.
 	LabelSecretOf = "ddi.dev/secret-of"
+	// AnnotationSecretProvider is set on Secrets the store creates for
+	// inline secret material: the <namespace>/<name> of their Provider,
+	// for people.
+	AnnotationSecretProvider = "ddi.dev/provider"
 	// AnnotationWritten is the time of the registry's last write of a
 	// Provider (RFC 3339 with nanoseconds). The registry gives every write
 	// a new revision, and the API server skips updates that change

@@ -23,15 +23,16 @@ import (
 // addAPIToScheme registers ddi's custom resources.
 func addAPIToScheme(s *runtime.Scheme) error { return v1alpha1.AddToScheme(s) }
 
-// newKubeStore opens the registry store on Provider custom resources. It
-// reads the API server directly (the store keeps its own index and watch)
-// and is closed when the manager stops.
-func newKubeStore(ctx context.Context, mgr manager.Manager, log *slog.Logger) (registry.Store, error) {
+// newKubeStore opens the registry store on Provider custom resources,
+// keeping inline Secrets in namespace (the controller's own). It reads the
+// API server directly (the store keeps its own index and watch) and is
+// closed when the manager stops.
+func newKubeStore(ctx context.Context, mgr manager.Manager, namespace string, log *slog.Logger) (registry.Store, error) {
 	c, err := kube.NewClient(mgr.GetConfig())
 	if err != nil {
 		return nil, err
 	}
-	s, err := kube.New(ctx, c, kube.Options{Logger: log.With("component", "store")})
+	s, err := kube.New(ctx, c, kube.Options{SecretNamespace: namespace, Logger: log.With("component", "store")})
 	if err != nil {
 		return nil, fmt.Errorf("open the Provider store: %w", err)
 	}

@@ -57,6 +57,15 @@ type Options struct {
 	Inject func(*inject.Config)
 	// Controller adjusts the controller's options last.
 	Controller func(*controller.Options)
+	// As is the user the controller, and the store opened for it, act as
+	// through impersonation, such as
+	// "system:serviceaccount:ddi-system:ddi-controller": then they have
+	// only the permissions Setup grants that user. Empty: an
+	// administrator (system:masters).
+	As string
+	// Setup runs once the API server is up, before the controller starts:
+	// to grant the controller its RBAC, say.
+	Setup func(cp *ControlPlane)
 	// Store replaces the registry store the controller uses. Default: the
 	// Kubernetes custom resource store (internal/registry/kube).
 	Store registry.Store
@@ -180,6 +189,9 @@ func RunControlPlane(t testing.TB, opts Options) *ControlPlane {
 	if opts.ControllerManager {
 		startControllerManager(t, cp)
 	}
+	if opts.Setup != nil {
+		opts.Setup(cp)
+	}
 	if !opts.NoController {
 		startController(t, cp, opts)
 	}
@@ -252,14 +264,19 @@ func startController(t testing.TB, cp *ControlPlane, opts Options) {
 	if log == nil {
 		log = testLogger(t)
 	}
+	cfg := cp.Config
+	if opts.As != "" {
+		cfg = rest.CopyConfig(cfg)
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: opts.As}
+	}
 	store := opts.Store
 	if store == nil {
 		// The custom resource store, opened here so that tests can read it.
-		c, err := kube.NewClient(cp.Config)
+		c, err := kube.NewClient(cfg)
 		if err != nil {
 			t.Fatalf("kubetest: store client: %v", err)
 		}
-		s, err := kube.New(context.Background(), c, kube.Options{Logger: log.With("component", "store")})
+		s, err := kube.New(context.Background(), c, kube.Options{SecretNamespace: SystemNamespace, Logger: log.With("component", "store")})
 		if err != nil {
 			t.Fatalf("kubetest: open the Provider store: %v", err)
 		}
@@ -267,7 +284,7 @@ func startController(t testing.TB, cp *ControlPlane, opts Options) {
 		store = s
 	}
 	co := controller.DefaultOptions()
-	co.RestConfig = cp.Config
+	co.RestConfig = cfg
 	co.Namespace = SystemNamespace
 	co.WebhookHost = wo.LocalServingHost
 	co.WebhookPort = wo.LocalServingPort

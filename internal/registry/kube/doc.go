@@ -69,16 +69,32 @@
 // read. The spec holds only secretRef, a reference to a Secret the
 // control plane reads. Secret material given to the store inline
 // (registry.Provider.Secret, as a run-time registration may carry) goes to
-// an immutable Secret that the store creates under a fresh random name
-// (type ddi.dev/inline-secret, labelled ddi.dev/secret-of, owned by the
-// Provider so that it is garbage-collected with it) and names in the
-// ddi.dev/inline-secret annotation. A change of material writes a new
-// Secret before the Provider points at it and deletes the old one after.
-// Reads fill registry.Provider.Secret from it, and ignore a Secret the
-// Provider does not own. Create writes the Provider first, so a reader in
-// another process may briefly find the Secret missing: it waits up to
-// Options.SecretWait for a young Provider, then logs and reads the
-// Provider without secret material.
+// an immutable Secret that the store creates in its own namespace,
+// Options.SecretNamespace (ddi-system), under a fresh random name, and
+// names in the Provider's ddi.dev/inline-secret annotation. Keeping them
+// there means the controller may create and delete Secrets in ddi-system
+// only, never in a namespace of someone else's. The Secret has type
+// ddi.dev/inline-secret, the label ddi.dev/secret-of set to the Provider's
+// UID (and the store's partition labels), and the annotation
+// ddi.dev/provider naming the Provider for people.
+//
+// The annotation is anyone's to write who may edit a Provider, so it is
+// never trusted: the store reads a Secret as a Provider's material, and
+// deletes it for the Provider, only if it has that type and names that
+// Provider's UID; a delete is conditional on the UID of the Secret it
+// checked. Whatever else the annotation names is ignored and left alone.
+//
+// A change of material writes a new Secret before the Provider points at
+// it and deletes the old one after. An owner reference cannot reach from
+// ddi-system into the Provider's namespace, so the garbage collector does
+// not delete the Secret with its Provider: the store does, when its watch
+// sees the Provider go (whoever deleted it), and, for a Provider that went
+// while no store watched or a write that stopped half way, when it starts
+// and every ten minutes it deletes the Secrets of its partition that no
+// Provider names and that are older than two minutes. Create writes the
+// Provider first, so a reader in another process may briefly find the
+// Secret missing: it waits up to Options.SecretWait for a young Provider,
+// then logs and reads the Provider without secret material.
 //
 // # Partitions
 //

@@ -142,8 +142,8 @@ func TestPodOwnerRefused(t *testing.T) {
 
 // TestGarbageCollection runs kube-controller-manager's garbage collector
 // and checks that deleting the registering Pod deletes the run-time
-// registration (a Delete event on the store's watch) and its inline
-// Secret, with no lease sweeper involved.
+// registration (a Delete event on the store's watch), with no lease
+// sweeper involved, and that the store then deletes its inline Secret.
 func TestGarbageCollection(t *testing.T) {
 	s := newTestStore(t, Options{SweepInterval: time.Hour})
 	c := cluster(t)
@@ -176,7 +176,7 @@ func TestGarbageCollection(t *testing.T) {
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		err := c.Get(t.Context(), client.ObjectKey{Namespace: "team-a", Name: secretName}, &corev1.Secret{})
+		err := c.Get(t.Context(), client.ObjectKey{Namespace: s.opts.SecretNamespace, Name: secretName}, &corev1.Secret{})
 		if apierrors.IsNotFound(err) {
 			break
 		}

@@ -1,8 +1,11 @@
 package kube
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -26,8 +29,9 @@ func getSecret(t *testing.T, namespace, name string) (*corev1.Secret, error) {
 }
 
 // TestInlineSecret checks where inline secret material goes: never into
-// the Provider object, into an immutable Secret the Provider owns, which
-// is replaced when the material changes and deleted when it goes.
+// the Provider object, into an immutable Secret in the store's secret
+// namespace made for the Provider, which is replaced when the material
+// changes and deleted when it goes, or when the Provider goes.
 func TestInlineSecret(t *testing.T) {
 	s := newTestStore(t, Options{})
 	p := registration("team-a", "with-secret", "")
@@ -46,16 +50,23 @@ func TestInlineSecret(t *testing.T) {
 		t.Errorf("the Provider object holds the secret material: %s", raw)
 	}
 	first := obj.Annotations[v1alpha1.AnnotationInlineSecret]
-	sec, err := getSecret(t, "team-a", first)
+	secretNS := s.opts.SecretNamespace
+	sec, err := getSecret(t, secretNS, first)
 	if err != nil {
-		t.Fatalf("get the inline Secret %q: %v", first, err)
+		t.Fatalf("get the inline Secret %s/%s: %v", secretNS, first, err)
 	}
-	wantOwner := []metav1.OwnerReference{{APIVersion: "ddi.dev/v1alpha1", Kind: "Provider", Name: "with-secret", UID: obj.UID, Controller: ptr.To(true)}}
-	if diff := cmp.Diff(wantOwner, sec.OwnerReferences); diff != "" {
-		t.Errorf("inline Secret ownerReferences mismatch (-want +got):\n%s", diff)
+	if !strings.HasPrefix(first, "team-a.with-secret-") {
+		t.Errorf("inline Secret name = %q, want it to start with team-a.with-secret-", first)
 	}
-	if sec.Type != SecretType || !ptr.Deref(sec.Immutable, false) || sec.Labels[v1alpha1.LabelSecretOf] != "with-secret" {
-		t.Errorf("inline Secret type %q, immutable %v, labels %v; want %q, immutable, labelled %s=with-secret", sec.Type, sec.Immutable, sec.Labels, SecretType, v1alpha1.LabelSecretOf)
+	wantLabels := map[string]string{partitionLabel: s.opts.Labels[partitionLabel], v1alpha1.LabelSecretOf: string(obj.UID)}
+	if diff := cmp.Diff(wantLabels, sec.Labels); diff != "" {
+		t.Errorf("inline Secret labels mismatch (-want +got):\n%s", diff)
+	}
+	if got := sec.Annotations[v1alpha1.AnnotationSecretProvider]; got != "team-a/with-secret" {
+		t.Errorf("inline Secret annotation %s = %q, want team-a/with-secret", v1alpha1.AnnotationSecretProvider, got)
+	}
+	if sec.Type != SecretType || !ptr.Deref(sec.Immutable, false) || len(sec.OwnerReferences) != 0 {
+		t.Errorf("inline Secret type %q, immutable %v, owners %v; want %q, immutable, no owner references (they cannot cross namespaces)", sec.Type, sec.Immutable, sec.OwnerReferences, SecretType)
 	}
 	if diff := cmp.Diff(p.Secret, secretData(sec)); diff != "" {
 		t.Errorf("inline Secret data mismatch (-want +got):\n%s", diff)
@@ -92,7 +103,7 @@ func TestInlineSecret(t *testing.T) {
 	if second == "" || second == first {
 		t.Errorf("inline Secret after rotating the material = %q, want a new one (was %q)", second, first)
 	}
-	if _, err := getSecret(t, "team-a", first); !apierrors.IsNotFound(err) {
+	if _, err := getSecret(t, secretNS, first); !apierrors.IsNotFound(err) {
 		t.Errorf("get the superseded Secret %s error = %v, want NotFound", first, err)
 	}
 	if got, err := other.Get(t.Context(), "team-a", "with-secret"); err != nil || got.Secret["password"] != "rotated" {
@@ -107,38 +118,35 @@ func TestInlineSecret(t *testing.T) {
 	if name, ok := providerObject(t, "team-a", "with-secret").Annotations[v1alpha1.AnnotationInlineSecret]; ok {
 		t.Errorf("inline Secret annotation after dropping the material = %q, want none", name)
 	}
-	if _, err := getSecret(t, "team-a", second); !apierrors.IsNotFound(err) {
+	if _, err := getSecret(t, secretNS, second); !apierrors.IsNotFound(err) {
 		t.Errorf("get the dropped Secret %s error = %v, want NotFound", second, err)
 	}
+
+	// The Provider goes: its Secret goes with it.
+	updated.Revision, updated.Secret = 0, map[string]string{"password": "last"}
+	if _, err := s.Update(t.Context(), updated); err != nil {
+		t.Fatalf("Update() with material again error = %v, want nil", err)
+	}
+	third := providerObject(t, "team-a", "with-secret").Annotations[v1alpha1.AnnotationInlineSecret]
+	if err := s.Delete(t.Context(), "team-a", "with-secret", 0); err != nil {
+		t.Fatalf("Delete() error = %v, want nil", err)
+	}
+	waitSecretGone(t, secretNS, third)
 }
 
-// TestInlineSecretNotOwned checks that the annotation cannot pull in a
-// Secret the Provider does not own.
-func TestInlineSecretNotOwned(t *testing.T) {
-	s := newTestStore(t, Options{})
-	c := cluster(t)
-	foreign := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "someone-elses", Labels: map[string]string{v1alpha1.LabelSecretOf: "borrower"}},
-		StringData: map[string]string{"password": "not-yours"},
-	}
-	if err := c.Create(t.Context(), foreign); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Delete(t.Context(), foreign) })
-	if _, err := s.Create(t.Context(), registration("team-a", "borrower", "")); err != nil {
-		t.Fatal(err)
-	}
-	obj := providerObject(t, "team-a", "borrower")
-	obj.Annotations[v1alpha1.AnnotationInlineSecret] = foreign.Name
-	if err := c.Update(t.Context(), obj); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Get(t.Context(), "team-a", "borrower")
-	if err != nil {
-		t.Fatalf("Get() error = %v, want nil", err)
-	}
-	if got.Secret != nil {
-		t.Errorf("Get() secret = %v, want none: the Secret is not owned by the Provider", got.Secret)
+// waitSecretGone waits until Secret namespace/name is deleted.
+func waitSecretGone(t *testing.T, namespace, name string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := getSecret(t, namespace, name)
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the inline Secret %s/%s of a deleted provider is still there after 20s (err %v)", namespace, name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -291,5 +299,221 @@ func TestWatchBeforeStart(t *testing.T) {
 	}
 	if _, err := s.Watch(t.Context(), rev); err != nil {
 		t.Errorf("Watch(%d), the list revision, error = %v, want nil", rev, err)
+	}
+}
+
+// TestForeignSecretUntouched checks that a Provider whose
+// ddi.dev/inline-secret annotation names a Secret the store did not create
+// for it gets neither that Secret's data nor its deletion: not through a
+// read, a watch event, an Update that drops or replaces the material, nor
+// a Delete. The annotation is anyone's to write who may edit Providers;
+// the Secrets it could name are not.
+func TestForeignSecretUntouched(t *testing.T) {
+	s := newTestStore(t, Options{})
+	c := cluster(t)
+	ctx := t.Context()
+	secretNS := s.opts.SecretNamespace
+	ensureNamespace(t, c, secretNS)
+	_, rev, err := s.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := s.Watch(ctx, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Another provider's own inline Secret.
+	victim := registration("team-a", "victim", "")
+	victim.Secret = map[string]string{"token": "victims-material"}
+	if _, err := s.Create(ctx, victim); err != nil {
+		t.Fatal(err)
+	}
+	victimSecret := providerObject(t, "team-a", "victim").Annotations[v1alpha1.AnnotationInlineSecret]
+	// Secrets nobody made for the borrower, under the same names in the
+	// Provider's namespace and in the store's: a plain one, and one that
+	// copies the type and label of an inline Secret.
+	var foreign []*corev1.Secret
+	for _, ns := range []string{"team-a", secretNS} {
+		for _, f := range []struct {
+			name string
+			typ  corev1.SecretType
+		}{
+			{name: "someone-elses", typ: corev1.SecretTypeOpaque},
+			{name: "look-alike", typ: SecretType},
+		} {
+			sec := &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: f.name, Labels: map[string]string{v1alpha1.LabelSecretOf: "borrower"}},
+				Type:       f.typ,
+				StringData: map[string]string{"token": "not-yours"},
+			}
+			if err := c.Create(ctx, sec); err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatal(err)
+			}
+			foreign = append(foreign, sec)
+			t.Cleanup(func() { _ = c.Delete(context.Background(), sec) })
+		}
+	}
+
+	point := func(t *testing.T, target string) {
+		t.Helper()
+		obj := providerObject(t, "team-a", "borrower")
+		setAnnotation(obj, v1alpha1.AnnotationInlineSecret, target)
+		if err := c.Update(ctx, obj); err != nil {
+			t.Fatalf("point the borrower's annotation at %s: %v", target, err)
+		}
+	}
+	noForeignData := func(t *testing.T, what string, p registry.Provider) {
+		t.Helper()
+		if v := p.Secret["token"]; v == "not-yours" || v == "victims-material" {
+			t.Errorf("%s: the borrower's secret material is %q, from a Secret that is not its own", what, v)
+		}
+	}
+	for _, target := range []string{"someone-elses", "look-alike", victimSecret} {
+		t.Run(target, func(t *testing.T) {
+			created, err := s.Create(ctx, registration("team-a", "borrower", ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			point(t, target)
+			got, err := s.Get(ctx, "team-a", "borrower")
+			if err != nil {
+				t.Fatalf("Get() error = %v, want nil", err)
+			}
+			noForeignData(t, "Get()", got)
+			list, _, err := s.List(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range list {
+				if p.Name == "borrower" {
+					noForeignData(t, "List()", p)
+				}
+			}
+
+			// An Update that drops the material, then one that replaces it.
+			drop := created
+			drop.Revision, drop.Secret = 0, nil
+			if _, err := s.Update(ctx, drop); err != nil {
+				t.Fatalf("Update() without material error = %v, want nil", err)
+			}
+			point(t, target)
+			replace := created
+			replace.Revision, replace.Secret = 0, map[string]string{"token": "fresh"}
+			updated, err := s.Update(ctx, replace)
+			if err != nil {
+				t.Fatalf("Update() with new material error = %v, want nil", err)
+			}
+			if updated.Secret["token"] != "fresh" {
+				t.Errorf("Update() secret = %v, want the new material", updated.Secret)
+			}
+
+			// And a Delete, with the annotation pointing away again.
+			point(t, target)
+			if err := s.Delete(ctx, "team-a", "borrower", 0); err != nil {
+				t.Fatalf("Delete() error = %v, want nil", err)
+			}
+			waitCleanedUp(t, s)
+		})
+	}
+
+	for _, sec := range foreign {
+		if _, err := getSecret(t, sec.Namespace, sec.Name); err != nil {
+			t.Errorf("get Secret %s/%s after the borrower pointed at it: %v, want it untouched", sec.Namespace, sec.Name, err)
+		}
+	}
+	if _, err := getSecret(t, secretNS, victimSecret); err != nil {
+		t.Errorf("get the victim's inline Secret %s/%s after the borrower pointed at it: %v, want it untouched", secretNS, victimSecret, err)
+	}
+	if got, err := s.Get(ctx, "team-a", "victim"); err != nil || got.Secret["token"] != "victims-material" {
+		t.Errorf("Get(victim) = %v, %v; want its own material", got.Secret, err)
+	}
+	for {
+		select {
+		case ev := <-events:
+			if ev.Provider.Name == "borrower" {
+				noForeignData(t, fmt.Sprintf("%s event at revision %d", ev.Type, ev.Revision), ev.Provider)
+			}
+			continue
+		case <-time.After(500 * time.Millisecond):
+		}
+		break
+	}
+}
+
+// waitCleanedUp waits until s has deleted the inline Secrets of the
+// providers deleted so far: it deletes one more provider with material and
+// waits for its Secret to go, which the store does in order.
+func waitCleanedUp(t *testing.T, s *Store) {
+	t.Helper()
+	ctx := t.Context()
+	p := registration("team-a", "sentinel", "")
+	if _, err := s.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	name := providerObject(t, "team-a", "sentinel").Annotations[v1alpha1.AnnotationInlineSecret]
+	if err := s.Delete(ctx, "team-a", "sentinel", 0); err != nil {
+		t.Fatal(err)
+	}
+	waitSecretGone(t, s.opts.SecretNamespace, name)
+}
+
+// TestOrphanedSecretsCollected checks that a store deletes, when it
+// starts, the inline Secrets of its partition that no Provider names any
+// more (their Provider went while no store watched, or an Update stopped
+// half way), and nothing else.
+func TestOrphanedSecretsCollected(t *testing.T) {
+	first := newTestStore(t, Options{})
+	c := cluster(t)
+	ctx := t.Context()
+	secretNS := first.opts.SecretNamespace
+	for _, name := range []string{"gone", "kept"} {
+		p := registration("team-a", name, "")
+		p.Secret = map[string]string{"token": name}
+		if _, err := first.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := providerObject(t, "team-a", "gone")
+	kept := providerObject(t, "team-a", "kept")
+	goneSecret := gone.Annotations[v1alpha1.AnnotationInlineSecret]
+	keptSecret := kept.Annotations[v1alpha1.AnnotationInlineSecret]
+	// An Update that wrote its new Secret and stopped.
+	halfWay := "team-a.kept-halfway"
+	if err := first.createSecret(ctx, kept, halfWay, map[string]string{"token": "never used"}); err != nil {
+		t.Fatal(err)
+	}
+	// A Secret of someone else's, with the label but not the type.
+	other := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: secretNS, Name: "not-an-inline-secret", Labels: maps.Clone(first.opts.Labels)},
+		StringData: map[string]string{"token": "not ours"},
+	}
+	other.Labels[v1alpha1.LabelSecretOf] = string(gone.UID)
+	if err := c.Create(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), other) })
+
+	// No store watches while the Provider goes.
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+
+	// A store starting later, its clock past the orphans' grace (not
+	// past the leases).
+	later := newTestStore(t, Options{Labels: first.opts.Labels, Now: func() time.Time { return time.Now().Add(orphanGrace + time.Minute) }})
+	waitSecretGone(t, secretNS, goneSecret)
+	waitSecretGone(t, secretNS, halfWay)
+	for _, name := range []string{keptSecret, other.Name} {
+		if _, err := getSecret(t, secretNS, name); err != nil {
+			t.Errorf("get Secret %s/%s after collecting orphans: %v, want it kept", secretNS, name, err)
+		}
+	}
+	if got, err := later.Get(ctx, "team-a", "kept"); err != nil || got.Secret["token"] != "kept" {
+		t.Errorf("Get(kept) = %v, %v; want its material", got.Secret, err)
 	}
 }

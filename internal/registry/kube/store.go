@@ -35,6 +35,9 @@ const (
 	DefaultWatchBuffer   = 1024
 	DefaultSecretWait    = 2 * time.Second
 	DefaultListPageSize  = 500
+	// DefaultSecretNamespace is where inline Secrets go by default:
+	// the namespace deploy/ installs ddi into.
+	DefaultSecretNamespace = "ddi-system"
 )
 
 // maxRetries bounds the read-modify-write loops of unconditional writes.
@@ -62,6 +65,10 @@ type Options struct {
 	SecretWait time.Duration
 	// ListPageSize is the page size of List requests.
 	ListPageSize int64
+	// SecretNamespace is the namespace of the Secrets that hold inline
+	// secret material (see doc.go): ddi's own, so that the store needs to
+	// create and delete Secrets nowhere else. It must exist.
+	SecretNamespace string
 	// Logger receives lease expiries, watch restarts and background
 	// failures; nil discards them.
 	Logger *slog.Logger
@@ -85,6 +92,9 @@ func (o Options) withDefaults() Options {
 	if o.ListPageSize <= 0 {
 		o.ListPageSize = DefaultListPageSize
 	}
+	if o.SecretNamespace == "" {
+		o.SecretNamespace = DefaultSecretNamespace
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -103,6 +113,7 @@ type Store struct {
 	log      *slog.Logger
 	selector labels.Selector
 	secrets  *secretCache
+	gone     chan goneSecret // inline Secrets of deleted Providers, to delete
 
 	closed atomic.Bool // set under mu
 
@@ -117,7 +128,7 @@ type Store struct {
 	hub      *watchhub.Hub
 	leases   map[string]leaseEntry // key -> expiry of leased providers
 
-	cancel context.CancelFunc // ends the watch loop and the sweeper
+	cancel context.CancelFunc // ends the watch loop, the sweeper and the cleanup
 	done   sync.WaitGroup
 }
 
@@ -151,8 +162,8 @@ func NewClient(cfg *rest.Config) (client.WithWatch, error) {
 	return c, nil
 }
 
-// New lists the Providers, starts the watch that feeds Watch and the lease
-// sweeper, and returns the store. c must read from the API server, not
+// New lists the Providers, starts the watch that feeds Watch, the lease
+// sweeper and the cleanup of inline Secrets, and returns the store. c must read from the API server, not
 // from a cache (see NewClient), and know the core and ddi.dev types; ctx
 // bounds only the initial list. Close the store to stop its goroutines.
 func New(ctx context.Context, c client.WithWatch, opts Options) (*Store, error) {
@@ -172,6 +183,7 @@ func New(ctx context.Context, c client.WithWatch, opts Options) (*Store, error) 
 		log:      opts.Logger,
 		selector: sel,
 		secrets:  newSecretCache(4096),
+		gone:     make(chan goneSecret, 1024),
 		hub:      watchhub.New(opts.WatchBuffer, opts.Logger),
 	}
 	rev, err := s.resync(ctx)
@@ -180,7 +192,7 @@ func New(ctx context.Context, c client.WithWatch, opts Options) (*Store, error) 
 	}
 	loop, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.done.Add(2)
+	s.done.Add(3)
 	go func() {
 		defer s.done.Done()
 		s.watchLoop(loop, rev)
@@ -189,10 +201,14 @@ func New(ctx context.Context, c client.WithWatch, opts Options) (*Store, error) 
 		defer s.done.Done()
 		s.sweep(loop)
 	}()
+	go func() {
+		defer s.done.Done()
+		s.cleanup(loop)
+	}()
 	return s, nil
 }
 
-// Close stops the watch loop and the sweeper and closes every watch
+// Close stops the watch loop, the sweeper and the cleanup and closes every watch
 // channel. Later calls do nothing; other methods then return
 // registry.ErrClosed.
 func (s *Store) Close() error {
@@ -314,7 +330,7 @@ func (s *Store) listObjects(ctx context.Context) ([]v1alpha1.Provider, int64, er
 
 // Create stores a new provider, or returns registry.ErrExists. A provider
 // with a Lease gets a renew time of now, so Lease.ExpiresAt = now + TTL.
-// Inline secret material (p.Secret) goes to a Secret the Provider owns.
+// Inline secret material (p.Secret) goes to a Secret made for the Provider.
 func (s *Store) Create(ctx context.Context, p registry.Provider) (registry.Provider, error) {
 	if err := s.check(ctx); err != nil {
 		return registry.Provider{}, err
@@ -332,15 +348,15 @@ func (s *Store) Create(ctx context.Context, p registry.Provider) (registry.Provi
 	}
 	secretName := ""
 	if len(p.Secret) > 0 {
-		secretName = newSecretName(p.Name)
+		secretName = newSecretName(p.Namespace, p.Name)
 		setAnnotation(obj, v1alpha1.AnnotationInlineSecret, secretName)
 		// Watchers of this store find the material here before the
 		// Secret exists (its random name is this Create's own).
-		s.secrets.put(p.Namespace, secretName, "", p.Secret)
+		s.secrets.put(secretName, cachedSecret{provider: key, data: p.Secret})
 	}
 	if err := s.c.Create(ctx, obj); err != nil {
 		if secretName != "" {
-			s.secrets.drop(p.Namespace, secretName)
+			s.secrets.drop(secretName)
 		}
 		if apierrors.IsNotFound(err) {
 			// The only thing a create can miss is its namespace.
@@ -351,7 +367,7 @@ func (s *Store) Create(ctx context.Context, p registry.Provider) (registry.Provi
 	}
 	if secretName != "" {
 		if err := s.createSecret(ctx, obj, secretName, p.Secret); err != nil {
-			s.secrets.drop(p.Namespace, secretName)
+			s.secrets.drop(secretName)
 			// Undo the Provider, so that a failed Create leaves nothing.
 			pre := &client.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &obj.UID}}
 			if derr := s.c.Delete(context.WithoutCancel(ctx), obj, pre); derr != nil && !apierrors.IsNotFound(derr) {
@@ -425,7 +441,7 @@ func (s *Store) update(ctx context.Context, cur *v1alpha1.Provider, p *registry.
 	default:
 		// Secrets are immutable: write the new material to a new one,
 		// before the Provider points at it.
-		newSecret = newSecretName(p.Name)
+		newSecret = newSecretName(p.Namespace, p.Name)
 		if err := s.createSecret(ctx, obj, newSecret, p.Secret); err != nil {
 			return registry.Provider{}, err
 		}
@@ -433,12 +449,14 @@ func (s *Store) update(ctx context.Context, cur *v1alpha1.Provider, p *registry.
 	}
 	if err := s.c.Update(ctx, obj); err != nil {
 		if newSecret != "" {
-			s.deleteSecret(context.WithoutCancel(ctx), obj.Namespace, newSecret)
+			s.deleteSecret(context.WithoutCancel(ctx), newSecret, obj)
 		}
 		return registry.Provider{}, mapError(err)
 	}
 	if oldSecret != "" && oldSecret != obj.Annotations[v1alpha1.AnnotationInlineSecret] {
-		s.deleteSecret(context.WithoutCancel(ctx), obj.Namespace, oldSecret)
+		// Only if the store made it for this Provider: the annotation
+		// may have been pointed at any Secret.
+		s.deleteSecret(context.WithoutCancel(ctx), oldSecret, cur)
 	}
 	out, err := FromObject(obj)
 	if err != nil {
@@ -449,8 +467,8 @@ func (s *Store) update(ctx context.Context, cur *v1alpha1.Provider, p *registry.
 }
 
 // Delete removes a provider. A non-zero revision must equal the stored
-// revision, or Delete returns registry.ErrConflict. Its inline Secret goes
-// with it through the garbage collector.
+// revision, or Delete returns registry.ErrConflict. Its inline Secret is
+// deleted when the store's watch sees the Provider go.
 func (s *Store) Delete(ctx context.Context, namespace, name string, revision int64) error {
 	if err := s.check(ctx); err != nil {
 		return err

@@ -36,7 +36,7 @@ func testLogger(t *testing.T) *slog.Logger {
 func newTestStore(t *testing.T, opts Options) *Store {
 	t.Helper()
 	c := cluster(t)
-	for _, ns := range registrytest.Namespaces() {
+	for _, ns := range append(registrytest.Namespaces(), DefaultSecretNamespace) {
 		ensureNamespace(t, c, ns)
 	}
 	if opts.Labels == nil {

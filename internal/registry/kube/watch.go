@@ -159,6 +159,9 @@ func (s *Store) consume(ctx context.Context, w watch.Interface, rev int64) (last
 			}
 			s.record(registry.Event{Type: typ, Provider: p, Revision: p.Revision})
 			rev = max(rev, p.Revision)
+			if ev.Type == watch.Deleted {
+				s.forget(obj)
+			}
 		case watch.Bookmark:
 			obj, ok := ev.Object.(metav1.Object)
 			if !ok {

@@ -1,0 +1,377 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"ddi.dev/ddi/api/v1alpha1"
+	ddiclient "ddi.dev/ddi/internal/client"
+	"ddi.dev/ddi/internal/kubetest"
+	"ddi.dev/ddi/internal/registry"
+	"ddi.dev/ddi/internal/registry/kube"
+)
+
+// The identities deploy/ runs as: the controller's ServiceAccount, and a
+// function pod's own one (an injected sidecar has no other: it
+// authenticates to the controller with the pod's projected token, whose
+// audience is ddi, not the API server).
+const (
+	controllerSA = "system:serviceaccount:ddi-system:ddi-controller"
+	functionSA   = "system:serviceaccount:fn:default"
+)
+
+// rbacKinds are the rendered objects that grant permissions.
+var rbacKinds = map[string]bool{"Namespace": true, "ServiceAccount": true, "ClusterRole": true, "ClusterRoleBinding": true, "Role": true, "RoleBinding": true}
+
+// access is one question to the API server's authorizer.
+type access struct {
+	verb, group, resource, subresource, namespace, name string
+}
+
+func (a access) String() string {
+	r := a.resource
+	if a.group != "" {
+		r += "." + a.group
+	}
+	if a.subresource != "" {
+		r += "/" + a.subresource
+	}
+	if a.name != "" {
+		r += " " + a.name
+	}
+	ns := a.namespace
+	if ns == "" {
+		ns = "all namespaces"
+	}
+	return a.verb + " " + r + " in " + ns
+}
+
+// can asks the API server, with a SubjectAccessReview, whether the service
+// account user may do a.
+func can(t *testing.T, cs kubernetes.Interface, user string, a access) (bool, string) {
+	t.Helper()
+	ns := strings.Split(user, ":")[2]
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:   user,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+		ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Verb: a.verb, Group: a.group, Resource: a.resource, Subresource: a.subresource, Namespace: a.namespace, Name: a.name,
+		},
+	}}
+	got, err := cs.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), sar, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("SubjectAccessReview for %s to %s: %v", user, a, err)
+	}
+	return got.Status.Allowed, got.Status.Reason
+}
+
+// applyRBAC creates the rendered RBAC of deploy/ and waits until the
+// authorizer knows it.
+func applyRBAC(t *testing.T, cp *kubetest.ControlPlane) {
+	t.Helper()
+	var objs []*unstructured.Unstructured
+	for _, o := range render(t) {
+		if rbacKinds[o.GetKind()] {
+			objs = append(objs, o)
+		}
+	}
+	create(t, cp, objs)
+	// The RBAC authorizer reads through informers: wait until a grant of
+	// the ClusterRoleBinding and one of the RoleBinding are in effect.
+	probes := []access{
+		{verb: "create", group: "authentication.k8s.io", resource: "tokenreviews"},
+		{verb: "create", group: "coordination.k8s.io", resource: "leases", namespace: "ddi-system"},
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, p := range probes {
+		for {
+			ok, _ := can(t, cp.Clientset, controllerSA, p)
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the rendered RBAC did not take effect within 30s: the controller still may not %s", p)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// TestRBAC applies the RBAC that deploy/ renders to a real API server and
+// asks its authorizer what the controller's ServiceAccount, and a
+// function pod's, may and may not do.
+func TestRBAC(t *testing.T) {
+	cp := kubetest.RunControlPlane(t, kubetest.Options{NoController: true, SkipCRDs: true})
+	applyRBAC(t, cp)
+
+	tests := []struct {
+		name  string
+		user  string
+		do    access
+		allow bool
+	}{
+		// What the controller does, by component.
+		{name: "store lists Providers", user: controllerSA, do: access{verb: "list", group: "ddi.dev", resource: "providers"}, allow: true},
+		{name: "store watches Providers", user: controllerSA, do: access{verb: "watch", group: "ddi.dev", resource: "providers"}, allow: true},
+		{name: "store creates Providers", user: controllerSA, do: access{verb: "create", group: "ddi.dev", resource: "providers", namespace: "team-a"}, allow: true},
+		{name: "store updates Providers", user: controllerSA, do: access{verb: "update", group: "ddi.dev", resource: "providers", namespace: "team-a"}, allow: true},
+		{name: "store deletes Providers", user: controllerSA, do: access{verb: "delete", group: "ddi.dev", resource: "providers", namespace: "team-a"}, allow: true},
+		{name: "reconciler writes Provider status", user: controllerSA, do: access{verb: "update", group: "ddi.dev", resource: "providers", subresource: "status", namespace: "team-a"}, allow: true},
+		{name: "reconciler watches DependencySets", user: controllerSA, do: access{verb: "watch", group: "ddi.dev", resource: "dependencysets"}, allow: true},
+		{name: "reconciler writes DependencySet status", user: controllerSA, do: access{verb: "update", group: "ddi.dev", resource: "dependencysets", subresource: "status", namespace: "team-a"}, allow: true},
+		{name: "control plane reads a secretRef", user: controllerSA, do: access{verb: "get", resource: "secrets", namespace: "team-a", name: "orders-db-credentials"}, allow: true},
+		{name: "store creates inline Secrets in ddi-system", user: controllerSA, do: access{verb: "create", resource: "secrets", namespace: "ddi-system"}, allow: true},
+		{name: "store reads inline Secrets in ddi-system", user: controllerSA, do: access{verb: "get", resource: "secrets", namespace: "ddi-system"}, allow: true},
+		{name: "store deletes inline Secrets in ddi-system", user: controllerSA, do: access{verb: "delete", resource: "secrets", namespace: "ddi-system"}, allow: true},
+		{name: "store lists its orphaned inline Secrets in ddi-system", user: controllerSA, do: access{verb: "list", resource: "secrets", namespace: "ddi-system"}, allow: true},
+		{name: "certificates: update the certificate Secret", user: controllerSA, do: access{verb: "update", resource: "secrets", namespace: "ddi-system", name: "ddi-webhook-certs"}, allow: true},
+		{name: "podauth reviews tokens", user: controllerSA, do: access{verb: "create", group: "authentication.k8s.io", resource: "tokenreviews"}, allow: true},
+		{name: "podauth reads a pod", user: controllerSA, do: access{verb: "get", resource: "pods", namespace: "fn"}, allow: true},
+		{name: "webhook watches namespaces", user: controllerSA, do: access{verb: "watch", resource: "namespaces"}, allow: true},
+		{name: "webhook records Events", user: controllerSA, do: access{verb: "create", group: "events.k8s.io", resource: "events", namespace: "fn"}, allow: true},
+		{name: "reconciler watches EndpointSlices", user: controllerSA, do: access{verb: "watch", group: "discovery.k8s.io", resource: "endpointslices"}, allow: true},
+		{name: "reconciler reads a Knative Service", user: controllerSA, do: access{verb: "get", group: "serving.knative.dev", resource: "services", namespace: "fn"}, allow: true},
+		{name: "caBundle: watch webhook configurations", user: controllerSA, do: access{verb: "watch", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations"}, allow: true},
+		{name: "caBundle: update its own webhook configuration", user: controllerSA, do: access{verb: "update", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", name: "ddi-sidecar-injector"}, allow: true},
+		{name: "leader election: update the Lease", user: controllerSA, do: access{verb: "update", group: "coordination.k8s.io", resource: "leases", namespace: "ddi-system"}, allow: true},
+
+		// What it must not do.
+		{name: "no Secrets created in kube-system", user: controllerSA, do: access{verb: "create", resource: "secrets", namespace: "kube-system"}},
+		{name: "no Secrets created in default", user: controllerSA, do: access{verb: "create", resource: "secrets", namespace: "default"}},
+		{name: "no Secrets created in a function namespace", user: controllerSA, do: access{verb: "create", resource: "secrets", namespace: "team-a"}},
+		{name: "no Secrets deleted in kube-system", user: controllerSA, do: access{verb: "delete", resource: "secrets", namespace: "kube-system"}},
+		{name: "no Secrets deleted in a function namespace", user: controllerSA, do: access{verb: "delete", resource: "secrets", namespace: "team-a"}},
+		{name: "no Secrets updated in kube-system", user: controllerSA, do: access{verb: "update", resource: "secrets", namespace: "kube-system"}},
+		{name: "no other Secret of ddi-system updated", user: controllerSA, do: access{verb: "update", resource: "secrets", namespace: "ddi-system", name: "someone-elses"}},
+		{name: "no Secrets listed cluster-wide", user: controllerSA, do: access{verb: "list", resource: "secrets"}},
+		{name: "no Secrets watched cluster-wide", user: controllerSA, do: access{verb: "watch", resource: "secrets"}},
+		{name: "no Secrets listed in kube-system", user: controllerSA, do: access{verb: "list", resource: "secrets", namespace: "kube-system"}},
+		{name: "no tokens minted for other accounts", user: controllerSA, do: access{verb: "create", resource: "serviceaccounts", subresource: "token", namespace: "kube-system"}},
+		{name: "no pods created", user: controllerSA, do: access{verb: "create", resource: "pods", namespace: "default"}},
+		{name: "no pods deleted", user: controllerSA, do: access{verb: "delete", resource: "pods", namespace: "fn"}},
+		{name: "no exec into pods", user: controllerSA, do: access{verb: "create", resource: "pods", subresource: "exec", namespace: "fn"}},
+		{name: "no pods listed", user: controllerSA, do: access{verb: "list", resource: "pods"}},
+		{name: "no Deployments changed", user: controllerSA, do: access{verb: "update", group: "apps", resource: "deployments", namespace: "ddi-system"}},
+		{name: "no ReplicaSets changed", user: controllerSA, do: access{verb: "update", group: "apps", resource: "replicasets", namespace: "fn"}},
+		{name: "no other webhook configuration updated", user: controllerSA, do: access{verb: "update", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", name: "istio-sidecar-injector"}},
+		{name: "its own webhook configuration not deleted", user: controllerSA, do: access{verb: "delete", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", name: "ddi-sidecar-injector"}},
+		{name: "no webhook configurations created", user: controllerSA, do: access{verb: "create", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations"}},
+		{name: "no validating webhooks updated", user: controllerSA, do: access{verb: "update", group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations", name: "any"}},
+		{name: "no RBAC bound", user: controllerSA, do: access{verb: "create", group: "rbac.authorization.k8s.io", resource: "clusterrolebindings"}},
+		{name: "no roles escalated", user: controllerSA, do: access{verb: "escalate", group: "rbac.authorization.k8s.io", resource: "clusterroles"}},
+		{name: "no Leases of kube-system", user: controllerSA, do: access{verb: "update", group: "coordination.k8s.io", resource: "leases", namespace: "kube-system"}},
+		{name: "no CRDs changed", user: controllerSA, do: access{verb: "update", group: "apiextensions.k8s.io", resource: "customresourcedefinitions", name: "providers.ddi.dev"}},
+		{name: "no node proxy", user: controllerSA, do: access{verb: "get", resource: "nodes", subresource: "proxy"}},
+		{name: "no impersonation", user: controllerSA, do: access{verb: "impersonate", resource: "serviceaccounts", namespace: "kube-system"}},
+
+		// A function pod's account: deploy/ grants it nothing; the
+		// sidecar talks only to the controller.
+		{name: "function: no Providers read", user: functionSA, do: access{verb: "get", group: "ddi.dev", resource: "providers", namespace: "fn"}},
+		{name: "function: no Providers listed", user: functionSA, do: access{verb: "list", group: "ddi.dev", resource: "providers"}},
+		{name: "function: no Providers created", user: functionSA, do: access{verb: "create", group: "ddi.dev", resource: "providers", namespace: "fn"}},
+		{name: "function: no DependencySets read", user: functionSA, do: access{verb: "list", group: "ddi.dev", resource: "dependencysets", namespace: "fn"}},
+		{name: "function: no Secrets read", user: functionSA, do: access{verb: "get", resource: "secrets", namespace: "fn"}},
+		{name: "function: no inline Secrets read", user: functionSA, do: access{verb: "get", resource: "secrets", namespace: "ddi-system"}},
+		{name: "function: no tokens reviewed", user: functionSA, do: access{verb: "create", group: "authentication.k8s.io", resource: "tokenreviews"}},
+		{name: "function: no pods read", user: functionSA, do: access{verb: "get", resource: "pods", namespace: "fn"}},
+		{name: "function: no Events recorded", user: functionSA, do: access{verb: "create", group: "events.k8s.io", resource: "events", namespace: "fn"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, reason := can(t, cp.Clientset, tt.user, tt.do)
+			if got != tt.allow {
+				t.Errorf("can %s %s = %t (%s), want %t", tt.user, tt.do, got, reason, tt.allow)
+			}
+		})
+	}
+}
+
+// TestSidecarTokenIsNotAnAPIToken checks that the token an injected
+// sidecar holds (its pod's, audience ddi) is refused by the API server:
+// a sidecar, or anyone who steals its token, cannot use it there.
+func TestSidecarTokenIsNotAnAPIToken(t *testing.T) {
+	cp := kubetest.RunControlPlane(t, kubetest.Options{NoController: true, SkipCRDs: true})
+	cp.Namespace(t, "fn", nil)
+	ctx := t.Context()
+	tr, err := cp.Clientset.CoreV1().ServiceAccounts("fn").CreateToken(ctx, "default", &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"ddi"}, ExpirationSeconds: ptr.To[int64](3600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("request a token with audience ddi: %v", err)
+	}
+	cfg := rest.AnonymousClientConfig(cp.Config)
+	cfg.BearerToken = tr.Status.Token
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	_, err = cs.CoreV1().Namespaces().Get(ctx, "fn", metav1.GetOptions{})
+	if err == nil || !strings.Contains(err.Error(), "Unauthorized") {
+		t.Errorf("a request with the sidecar's token: error = %v, want Unauthorized", err)
+	}
+}
+
+// logBuffer collects a controller's logs, safe for concurrent writes.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// eventually retries f until it succeeds or d passes.
+func eventually(t *testing.T, d time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %v", d, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestControllerWorksWithItsRBAC runs the real controller as its
+// ServiceAccount, with only the RBAC deploy/ renders, and drives what it
+// does: its own certificate Secret and caBundle, injection, a sidecar's
+// run-time registration with secret material (token review, pod read,
+// Provider and inline Secret written, read, deleted), and the Provider
+// reconciler. Nothing may be refused: the controller logs no "forbidden".
+func TestControllerWorksWithItsRBAC(t *testing.T) {
+	var logs logBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("controller log:\n%s", logs.String())
+		}
+	})
+	cp := kubetest.RunControlPlane(t, kubetest.Options{
+		SelfManagedCerts: true,
+		As:               controllerSA,
+		Setup:            func(cp *kubetest.ControlPlane) { applyRBAC(t, cp) },
+		Logger:           slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	ctx := t.Context()
+	const fn = "fn"
+	cp.Namespace(t, fn, nil)
+	cp.ServiceAccount(t, fn, "fn")
+
+	t.Run("a sidecar registers a provider with secret material", func(t *testing.T) {
+		owner := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: fn, Name: "registrar"},
+			Spec:       corev1.PodSpec{ServiceAccountName: "fn", Containers: []corev1.Container{{Name: "fn", Image: "example.com/fn:1"}}},
+		}
+		if err := cp.Client.Create(ctx, owner); err != nil {
+			t.Fatal(err)
+		}
+		c := &ddiclient.Client{BaseURL: cp.StreamURL, HTTP: cp.StreamHTTP(t), TokenFile: podToken(t, cp, owner)}
+		reg := registry.Provider{Namespace: fn, Name: "cache", Type: "redis", Version: "7.2.0",
+			Endpoints: []registry.Endpoint{{URL: "redis://10.0.0.9:6379", Ready: true}},
+			Secret:    map[string]string{"password": "s3cret"},
+			Lease:     &registry.Lease{TTL: registry.Duration(time.Hour)}}
+		// The control plane is ready once its index has listed the store.
+		eventually(t, 20*time.Second, func() error {
+			_, _, err := c.PutProvider(ctx, reg)
+			return err
+		})
+		var obj v1alpha1.Provider
+		if err := cp.Client.Get(ctx, client.ObjectKey{Namespace: fn, Name: "cache"}, &obj); err != nil {
+			t.Fatal(err)
+		}
+		name := obj.Annotations[v1alpha1.AnnotationInlineSecret]
+		var sec corev1.Secret
+		if err := cp.Client.Get(ctx, client.ObjectKey{Namespace: kubetest.SystemNamespace, Name: name}, &sec); err != nil {
+			t.Fatalf("the registration's inline Secret %s in %s: %v", name, kubetest.SystemNamespace, err)
+		}
+		if sec.Type != kube.SecretType || string(sec.Data["password"]) != "s3cret" {
+			t.Errorf("inline Secret type %q, password %q; want %q holding the material", sec.Type, sec.Data["password"], kube.SecretType)
+		}
+		got, err := cp.Store.Get(ctx, fn, "cache")
+		if err != nil || got.Secret["password"] != "s3cret" {
+			t.Errorf("store Get = %v, %v; want the material", got.Secret, err)
+		}
+		if err := c.DeleteProvider(ctx, fn, "cache", 0); err != nil {
+			t.Fatalf("deregister: %v", err)
+		}
+		eventually(t, 20*time.Second, func() error {
+			err := cp.Client.Get(ctx, client.ObjectKey{Namespace: kubetest.SystemNamespace, Name: name}, &corev1.Secret{})
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("inline Secret %s still there (err %v)", name, err)
+		})
+	})
+
+	t.Run("the Provider reconciler writes status", func(t *testing.T) {
+		p := &v1alpha1.Provider{ObjectMeta: metav1.ObjectMeta{Namespace: fn, Name: "orders-db"},
+			Spec: v1alpha1.ProviderSpec{Type: "postgresql", ServiceRef: &v1alpha1.ServiceReference{Name: "orders-db"}}}
+		if err := cp.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, func() error {
+			if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+				return err
+			}
+			if meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady) == nil {
+				return errors.New("no Ready condition yet")
+			}
+			return nil
+		})
+	})
+
+	if strings.Contains(strings.ToLower(logs.String()), "forbidden") {
+		t.Errorf("the controller was refused something it does; its log says \"forbidden\"")
+	}
+}
+
+// podToken asks the TokenRequest API for a token bound to pod, as the
+// kubelet projects it into the sidecar, and writes it to a file.
+func podToken(t *testing.T, cp *kubetest.ControlPlane, p *corev1.Pod) string {
+	t.Helper()
+	tr, err := cp.Clientset.CoreV1().ServiceAccounts(p.Namespace).CreateToken(t.Context(), p.Spec.ServiceAccountName, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{
+			Audiences:         []string{"ddi"},
+			ExpirationSeconds: ptr.To[int64](600),
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{APIVersion: "v1", Kind: "Pod", Name: p.Name, UID: p.UID},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token request for pod %s: %v", p.Name, err)
+	}
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte(tr.Status.Token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
