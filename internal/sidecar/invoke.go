@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"ddi.dev/ddi/internal/httpapi"
@@ -20,15 +22,15 @@ import (
 // invokePrefix is the path prefix of the invoke route.
 const invokePrefix = "/v1/invoke/"
 
-// maxAttempts is one try plus two retries, for idempotent methods.
+// maxAttempts is one try plus two retries, for the methods retryOf allows.
 const maxAttempts = 3
 
 var errNoEndpoint = errors.New("no endpoint available")
 
 // proxy is the invoke proxy: one ReverseProxy over a shared, tuned
 // Transport. The Rewrite function only sets the path; the proxy's own
-// RoundTrip picks the endpoint, retries idempotent requests on connection
-// failures and feeds outlier ejection.
+// RoundTrip picks the endpoint, retries what retryOf allows and feeds
+// outlier ejection.
 type proxy struct {
 	rp        *httputil.ReverseProxy
 	transport *http.Transport
@@ -82,6 +84,10 @@ type invocation struct {
 	rawPath    string // its escaped form when it differs, else ""
 	status     int    // status of the relayed response
 	result     string
+
+	// Set by the client trace of an attempt that may be retried.
+	sent     atomic.Bool // a connection was obtained: the request may have reached the provider
+	answered atomic.Bool // a response byte arrived
 }
 
 type invocationKey struct{}
@@ -103,6 +109,12 @@ func (s *Sidecar) handleInvoke(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		httpapi.WriteProblem(w, s.missingProblem(snap, name))
+		return
+	}
+	if hasDotSegment(path) {
+		prob := httpapi.FieldProblem("path", fmt.Sprintf("path %q after /v1/invoke/%s has a \".\" or \"..\" segment (perhaps escaped as %%2e), which could leave the endpoint's base path: send the path the provider should see, without dot segments", path, name))
+		prob.Dependency = name
+		httpapi.WriteProblem(w, prob)
 		return
 	}
 	pl := s.proxy.endpoints.poolFor(e)
@@ -166,6 +178,25 @@ func splitInvokePath(u *url.URL) (name, path, raw string) {
 	return name, path, raw
 }
 
+// hasDotSegment reports whether a decoded path has a "." or ".." segment
+// (a backslash counts as a separator too, as some servers treat it). The
+// path is decoded, so %2e%2e and %2F..%2F are caught as well. Appended to an
+// endpoint's base path, such a segment could reach a path outside it once
+// the provider cleans the path.
+func hasDotSegment(path string) bool {
+	start := 0
+	for i := 0; i <= len(path); i++ {
+		if i < len(path) && path[i] != '/' && path[i] != '\\' {
+			continue
+		}
+		if seg := path[start:i]; seg == "." || seg == ".." {
+			return true
+		}
+		start = i + 1
+	}
+	return false
+}
+
 // invocationOf returns the invocation a request's context carries.
 func invocationOf(r *http.Request) *invocation {
 	return r.Context().Value(invocationKey{}).(*invocation)
@@ -197,30 +228,76 @@ func isUpgrade(h http.Header) bool {
 	return false
 }
 
-func idempotent(method string) bool {
+// retry is when a failed attempt of an invocation may be repeated on
+// another endpoint.
+type retry uint8
+
+const (
+	// retryNever: POST, PATCH and other methods are sent at most once.
+	retryNever retry = iota
+	// retryUnsent: PUT and DELETE are idempotent but change state, and a
+	// request without a body (or a provider that read none of it) may
+	// still have been processed; they are repeated only when no connection
+	// was obtained (a refused or failed dial), so nothing was sent.
+	retryUnsent
+	// retryUnanswered: the safe methods (GET, HEAD, OPTIONS, TRACE) are
+	// also repeated after they were sent, as long as no byte of a response
+	// arrived.
+	retryUnanswered
+)
+
+func retryOf(method string) retry {
 	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:
-		return true
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return retryUnanswered
+	case http.MethodPut, http.MethodDelete:
+		return retryUnsent
+	}
+	return retryNever
+}
+
+// traced makes the transport record on inv whether an attempt was sent
+// and answered.
+func (inv *invocation) traced(ctx context.Context) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn:              func(httptrace.GotConnInfo) { inv.sent.Store(true) },
+		GotFirstResponseByte: func() { inv.answered.Store(true) },
+	})
+}
+
+// mayRetry reports whether the attempt that just failed may be repeated.
+func (inv *invocation) mayRetry(policy retry, body *replayableBody) bool {
+	switch {
+	case body != nil && body.read:
+		return false // part of the body is gone
+	case policy == retryUnsent:
+		return !inv.sent.Load()
+	case policy == retryUnanswered:
+		return !inv.answered.Load()
 	}
 	return false
 }
 
-// RoundTrip sends req to the binding's next available endpoint. An
-// idempotent request that fails before any response arrives (connection
-// refused, reset, ...) is retried on another endpoint, at most twice, and
-// only while nothing of its body has been read. Every connection failure
-// and 5xx answer counts towards the endpoint's ejection.
+// RoundTrip sends req to the binding's next available endpoint. A failed
+// attempt is repeated on another endpoint, at most twice, only when that
+// cannot make the provider act twice (retryOf): PUT and DELETE only when
+// the request was never sent, safe methods only before any response byte,
+// and never once the transport read any of the request body. Every
+// connection failure and 5xx answer counts towards the endpoint's
+// ejection.
 func (p *proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 	inv := invocationOf(req)
+	policy := retryOf(req.Method)
 	attempts := 1
 	var body *replayableBody
-	if idempotent(req.Method) {
+	if policy != retryNever && len(inv.pool.endpoints) > 1 {
 		attempts = maxAttempts
 		if req.Body != nil && req.Body != http.NoBody {
 			body = &replayableBody{rc: req.Body}
 			req.Body = body
 			defer body.rc.Close()
 		}
+		req = req.WithContext(inv.traced(req.Context()))
 	}
 	var (
 		tried   [maxAttempts]*endpoint
@@ -242,6 +319,8 @@ func (p *proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 			out.Body = req.Body
 		}
 		target(out, ep)
+		inv.sent.Store(false)
+		inv.answered.Store(false)
 		resp, err := p.transport.RoundTrip(out)
 		if err == nil {
 			inv.status = resp.StatusCode
@@ -257,7 +336,7 @@ func (p *proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		p.fail(ep, now)
 		lastErr = fmt.Errorf("%s: %w", ep.host, err)
-		if body != nil && body.read {
+		if !inv.mayRetry(policy, body) {
 			break
 		}
 	}
