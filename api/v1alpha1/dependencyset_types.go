@@ -111,6 +111,15 @@ type ProviderSelector struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="selector.type must be a DNS-1123 label such as postgresql or http"
 	Type string `json:"type"`
 
+	// Namespace is where to look: empty for the DependencySet's own
+	// namespace only, a namespace name, or "*" for every namespace whose
+	// providers export themselves (spec.scope.namespaces) to the workload.
+	//
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self == '*' || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="selector.namespace must be a namespace name (a DNS-1123 label) or *"
+	Namespace string `json:"namespace,omitempty"`
+
 	// Version is a semantic-version range: "*" (any release, the
 	// default), "^1.2", "~1.4.0", ">=1.2 <2", "1.x", alternatives joined
 	// by "||".

@@ -300,9 +300,10 @@ func DependencySelector(d v1alpha1.Dependency) (registry.Selector, error) {
 			return registry.Selector{}, fmt.Errorf("selector.version: %w", err)
 		}
 		return registry.Selector{
-			Type:   registry.CanonicalType(d.Selector.Type),
-			Range:  r,
-			Labels: fromLabels(d.Selector.Labels),
+			Namespace: d.Selector.Namespace,
+			Type:      registry.CanonicalType(d.Selector.Type),
+			Range:     r,
+			Labels:    fromLabels(d.Selector.Labels),
 		}, nil
 	}
 	return registry.Selector{}, fmt.Errorf("set provider (a provider by name) or selector (a type, version range and labels)")

@@ -24,6 +24,8 @@ func TestDependencies(t *testing.T) {
 			{Alias: "db", Selector: &v1alpha1.ProviderSelector{Type: "postgres", Version: "^15", Labels: map[string]v1alpha1.LabelValue{"tier": "gold"}}},
 			{Alias: "payments", Provider: &v1alpha1.ProviderReference{Name: "payments", Namespace: "team-b"}},
 			{Alias: "cache", Selector: &v1alpha1.ProviderSelector{Type: "redis"}},
+			{Alias: "queue", Selector: &v1alpha1.ProviderSelector{Type: "nats", Namespace: "shared"}},
+			{Alias: "api", Selector: &v1alpha1.ProviderSelector{Type: "http", Namespace: "*", Version: "^1"}},
 		}},
 	}
 	deps, err := Dependencies(ds)
@@ -32,7 +34,7 @@ func TestDependencies(t *testing.T) {
 	}
 	// The selector syntax is the shared currency: compare through it.
 	got := registry.FormatDependencies(deps)
-	want := "db=postgresql@^15,tier=gold;payments=team-b/payments;cache=redis@*"
+	want := "db=postgresql@^15,tier=gold;payments=team-b/payments;cache=redis@*;queue=shared/nats@*;api=*/http@^1"
 	if got != want {
 		t.Errorf("Dependencies() = %q, want %q", got, want)
 	}

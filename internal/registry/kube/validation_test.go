@@ -199,6 +199,7 @@ func TestAPIServerRefusesBadObjects(t *testing.T) {
 		{name: "provider name with a dot", obj: dependencySet(func(d *v1alpha1.DependencySet) { d.Spec.Dependencies[1].Provider.Name = "pay.ments" }), wantField: "spec.dependencies[1].provider.name", wantMsg: "must be a DNS-1123 label"},
 		{name: "provider namespace", obj: dependencySet(func(d *v1alpha1.DependencySet) { d.Spec.Dependencies[1].Provider.Namespace = "Team-B" }), wantField: "spec.dependencies[1].provider.namespace", wantMsg: "must be a namespace name"},
 		{name: "selector type", obj: dependencySet(func(d *v1alpha1.DependencySet) { d.Spec.Dependencies[0].Selector.Type = "postgres@^15" }), wantField: "spec.dependencies[0].selector.type", wantMsg: "must be a DNS-1123 label"},
+		{name: "selector namespace", obj: dependencySet(func(d *v1alpha1.DependencySet) { d.Spec.Dependencies[0].Selector.Namespace = "all" + "/" }), wantField: "spec.dependencies[0].selector.namespace", wantMsg: "must be a namespace name (a DNS-1123 label) or *"},
 		{name: "selector version not a range", obj: dependencySet(func(d *v1alpha1.DependencySet) { d.Spec.Dependencies[0].Selector.Version = "latest" }), wantField: "spec.dependencies[0].selector.version", wantMsg: "must be a version range"},
 		{name: "selector version operator apart", obj: dependencySet(func(d *v1alpha1.DependencySet) { d.Spec.Dependencies[0].Selector.Version = ">= 15" }), wantField: "spec.dependencies[0].selector.version", wantMsg: "must be a version range"},
 		{name: "selector label key", obj: dependencySet(func(d *v1alpha1.DependencySet) {
