@@ -157,6 +157,10 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if prob := s.admitRegistration(&p); prob != nil {
+		httpapi.WriteProblem(w, prob)
+		return
+	}
 	ctx := r.Context()
 	status := http.StatusOK
 	var (

@@ -67,6 +67,8 @@ type Server struct {
 
 	metrics *metrics
 	reg     *prometheus.Registry
+
+	regCap regCap // MaxRegistrationsPerOwner (regcap.go)
 }
 
 // New builds a Server.
