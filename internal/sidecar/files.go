@@ -217,7 +217,7 @@ func owned(dir string) bool {
 // bindingFile is one file of a projected binding.
 type bindingFile struct {
 	value  string
-	secret bool // mode 0600 instead of 0644
+	secret bool // mode 0640, group of the binding root, instead of 0644
 }
 
 // bindingFiles computes the files of b: type, provider, host, port, uri and
@@ -353,12 +353,17 @@ func writeBinding(root string, b *registry.Binding) error {
 	if err := os.Mkdir(vdir, 0o755); err != nil {
 		return fmt.Errorf("binding %s: %w", b.Name, err)
 	}
+	// Secret files are readable by their owner (the sidecar) and by the
+	// group of the binding root: on Kubernetes the pod's fsGroup, which
+	// every container of the pod has and no one outside it; never by
+	// others.
+	gid := rootGroup(root)
 	for k, f := range files {
 		mode := os.FileMode(0o644)
 		if f.secret {
-			mode = 0o600
+			mode = 0o640
 		}
-		if err := writeFile(filepath.Join(vdir, k), f.value, mode); err != nil {
+		if err := writeFile(filepath.Join(vdir, k), f.value, mode, gid); err != nil {
 			_ = os.RemoveAll(vdir)
 			return fmt.Errorf("binding %s: %w", b.Name, err)
 		}
@@ -415,17 +420,29 @@ func writeBinding(root string, b *registry.Binding) error {
 	return nil
 }
 
-// writeFile creates path with exactly mode (whatever the umask).
-func writeFile(path, value string, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+// writeFile creates path with exactly mode (whatever the umask), in group
+// gid when gid >= 0. The group is set before the content is written, so a
+// secret is never readable by a group it was not meant for.
+func writeFile(path, value string, mode os.FileMode, gid int) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := f.WriteString(value); err != nil {
+	if gid >= 0 {
+		// Allowed without privilege for a group the process is in (the
+		// fsGroup is a supplementary group of every container of the pod).
+		// A root of a group the process is not in (a shared /tmp) keeps
+		// the process's own group: still not readable by others.
+		if err := f.Chown(-1, gid); err != nil && !errors.Is(err, fs.ErrPermission) {
+			_ = f.Close()
+			return fmt.Errorf("give %s to group %d of the binding root: %w", filepath.Base(path), gid, err)
+		}
+	}
+	if err := f.Chmod(mode); err != nil {
 		_ = f.Close()
 		return err
 	}
-	if err := f.Chmod(mode); err != nil {
+	if _, err := f.WriteString(value); err != nil {
 		_ = f.Close()
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,8 +59,8 @@ func TestWriteBinding(t *testing.T) {
 				"uri":      "-rw-r--r-- postgres://pg.team:5432/app",
 				"database": "-rw-r--r-- app",
 				"sslmode":  "-rw-r--r-- disable",
-				"username": "-rw------- app",
-				"password": "-rw------- " + testSecret,
+				"username": "-rw-r----- app",
+				"password": "-rw-r----- " + testSecret,
 			},
 		},
 		{
@@ -71,8 +72,8 @@ func TestWriteBinding(t *testing.T) {
 				"provider": "-rw-r--r-- redis",
 				"host":     "-rw-r--r-- 10.0.0.1",
 				"port":     "-rw-r--r-- 6379",
-				"uri":      "-rw------- redis://:pw@10.0.0.1/0",
-				"password": "-rw------- pw",
+				"uri":      "-rw-r----- redis://:pw@10.0.0.1/0",
+				"password": "-rw-r----- pw",
 				"database": "-rw-r--r-- 0",
 			},
 		},
@@ -132,7 +133,7 @@ func TestWriteBindingReplacesAtomically(t *testing.T) {
 		t.Errorf("..data still points at %s, want a new version directory", before)
 	}
 	got := readBinding(t, dir)
-	if got["password"] != "-rw------- rotated" {
+	if got["password"] != "-rw-r----- rotated" {
 		t.Errorf("password = %q, want the rotated one", got["password"])
 	}
 	for _, gone := range []string{"username", "sslmode"} {
@@ -309,5 +310,45 @@ func TestAckWaitsForFiles(t *testing.T) {
 	}
 	if strings.Contains(nack.Error, "hunter2") || strings.Contains(nack.Error, dbBinding().Secret["password"]) {
 		t.Errorf("NACK leaks the secret: %q", nack.Error)
+	}
+}
+
+// TestSecretFilesTakeTheRootsGroup checks that secret files belong to the
+// group of the binding root (the pod's fsGroup on Kubernetes), readable by
+// that group and by no one else, and that other files stay readable.
+func TestSecretFilesTakeTheRootsGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the binding root a group the test process is not in by default")
+	}
+	root := t.TempDir()
+	const fsGroup = 4321
+	if err := os.Chown(root, -1, fsGroup); err != nil {
+		t.Fatal(err)
+	}
+	b := &registry.Binding{Name: "db", Provider: "db", Type: "postgresql",
+		Endpoints: []registry.Endpoint{{URL: "postgresql://app@10.0.0.1:5432/orders", Ready: true}},
+		Secret:    map[string]string{"password": testSecret}}
+	if err := writeBinding(root, b); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		file      string
+		wantMode  os.FileMode
+		wantGroup bool
+	}{
+		{file: "password", wantMode: 0o640, wantGroup: true},
+		{file: "host", wantMode: 0o644},
+	} {
+		fi, err := os.Stat(filepath.Join(root, "db", tt.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != tt.wantMode {
+			t.Errorf("%s mode = %v, want %v", tt.file, got, tt.wantMode)
+		}
+		gid := int(fi.Sys().(*syscall.Stat_t).Gid)
+		if tt.wantGroup && gid != fsGroup {
+			t.Errorf("%s group = %d, want the binding root's %d", tt.file, gid, fsGroup)
+		}
 	}
 }
