@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,7 +16,9 @@ import (
 	"ddi.dev/ddi/internal/registry"
 )
 
-// MaxRegistrations bounds the run-time providers one sidecar may hold.
+// MaxRegistrations bounds the run-time providers one sidecar may hold. The
+// control plane bounds each owner the same way
+// (controlplane.MaxRegistrationsPerOwner).
 const MaxRegistrations = 64
 
 // registerRequest is the body of PUT /v1/providers/{name}.
@@ -34,6 +37,31 @@ type registerEndpoint struct {
 	URL   string `json:"url"`
 	Ready *bool  `json:"ready,omitempty"` // default true
 }
+
+// registrationOwner is the owner a sidecar records on its run-time
+// registrations: "sidecar:NAMESPACE/NAME@HOST", the function it serves and
+// the host it runs on (the pod's name on Kubernetes, the machine locally).
+// Unlike the sidecar id, which is new in every process, it survives a
+// restart of the sidecar: a restarted sidecar takes over the registrations
+// its predecessor left behind instead of being refused until their leases
+// end, while another function's sidecar (or the same function's on another
+// host) is still refused with 409. Replicas of one function on one host
+// share it, so they may replace each other's registrations of a name, as a
+// restart does. On Kubernetes the control plane records the pod instead
+// (pod:NAMESPACE/NAME/UID, see podOwned) and checks it itself.
+func registrationOwner(c registry.Consumer, host string) string {
+	if host == "" {
+		host = "localhost"
+	}
+	return "sidecar:" + c.Namespace + "/" + c.Name + "@" + host
+}
+
+// podOwned reports whether owner names a pod, as the control plane of a
+// Kubernetes installation records it for a registration (kube.PodOwner).
+// That control plane authenticates the pod behind every write and lets a
+// pod change only its own registrations; the sidecar, which may not know
+// its pod's uid, leaves that decision to it.
+func podOwned(owner string) bool { return strings.HasPrefix(owner, "pod:") }
 
 // registration is one run-time provider this sidecar keeps alive.
 type registration struct {
@@ -145,8 +173,10 @@ func (rg *registrar) provider(name string, req *registerRequest) (registry.Provi
 }
 
 // register creates or replaces p at the control plane and keeps its lease
-// renewed. A name held by a declared provider, or by another sidecar's
-// unexpired registration, is refused with 409.
+// renewed. A name held by a declared provider, or by another owner's
+// unexpired registration (registrationOwner), is refused with 409; one
+// owned by a pod is forwarded, conditional on its revision, for the control
+// plane to decide (podOwned).
 func (rg *registrar) register(ctx context.Context, p registry.Provider, ttl time.Duration) (client.Provider, bool, *httpapi.Problem) {
 	rg.writeMu.Lock()
 	defer rg.writeMu.Unlock()
@@ -169,7 +199,7 @@ func (rg *registrar) register(ctx context.Context, p registry.Provider, ttl time
 				fmt.Sprintf("provider %s is declared (not registered at run time), so a sidecar may not replace it: pick another name", p.Key()))
 			prob.Field = "name"
 			return client.Provider{}, false, prob
-		case err == nil && cur.Owner != rg.owner:
+		case err == nil && cur.Owner != rg.owner && !podOwned(cur.Owner):
 			prob := httpapi.NewProblem(http.StatusConflict, "name-taken",
 				fmt.Sprintf("provider %s is registered by %s until its lease expires at %s: pick another name", p.Key(), cur.Owner, cur.Lease.ExpiresAt.UTC().Format(time.RFC3339)))
 			prob.Field = "name"

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"encoding/json"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -82,12 +83,13 @@ func TestRegisterLifecycle(t *testing.T) {
 	if err := json.Unmarshal(body, &got); err != nil {
 		t.Fatal(err)
 	}
+	host, _ := os.Hostname()
 	f.mu.Lock()
 	stored := f.providers["team/worker"]
 	f.mu.Unlock()
 	want := registry.Provider{Namespace: "team", Name: "worker", Type: "http", Version: "1.0.0", Labels: map[string]string{"tier": "gold"},
 		Endpoints: []registry.Endpoint{{URL: "http://127.0.0.1:9001", Ready: true}, {URL: "http://127.0.0.1:9002", Ready: false}},
-		Secret:    map[string]string{"token": testSecret}, Lease: &registry.Lease{TTL: registry.Duration(time.Second)}, Owner: "sc-test"}
+		Secret:    map[string]string{"token": testSecret}, Lease: &registry.Lease{TTL: registry.Duration(time.Second)}, Owner: "sidecar:team/fn@" + host}
 	if diff := cmp.Diff(want, stored, cmpIgnoreLeaseExpiry, cmpIgnoreRevision); diff != "" {
 		t.Errorf("provider forwarded to the control plane (-want +got):\n%s", diff)
 	}

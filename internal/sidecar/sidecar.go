@@ -80,7 +80,8 @@ func New(cfg Config, logger *slog.Logger) (*Sidecar, error) {
 	}
 	s.proxy = newProxy(cfg.InvokeTimeout, s.metrics, logger.With("component", "invoke"))
 	s.stream.onApply = s.proxy.endpoints.prune
-	s.regs = newRegistrar(cl, cfg.Consumer.Namespace, cfg.SidecarID, cfg.RegistrationTTL, s.metrics, logger.With("component", "registrations"))
+	host, _ := os.Hostname()
+	s.regs = newRegistrar(cl, cfg.Consumer.Namespace, registrationOwner(cfg.Consumer, host), cfg.RegistrationTTL, s.metrics, logger.With("component", "registrations"))
 	if cfg.BindingRoot != "" {
 		s.files = &projector{root: cfg.BindingRoot, cache: s.cache, metrics: s.metrics, log: logger.With("component", "files")}
 		s.stream.files = s.files
@@ -125,8 +126,9 @@ func controlPlaneHTTP(caFile string, caPEM []byte) (*http.Client, error) {
 // Handler returns the sidecar's HTTP API, for tests and embedding.
 func (s *Sidecar) Handler() http.Handler { return s.handler }
 
-// SidecarID returns the id the sidecar announces to the control plane and
-// records as the owner of its registrations.
+// SidecarID returns the id the sidecar announces to the control plane. It
+// is new in every process; registrations record a stable owner instead
+// (registrationOwner).
 func (s *Sidecar) SidecarID() string { return s.cfg.SidecarID }
 
 // Run listens on Config.Listen and serves until ctx ends (see Serve).
