@@ -13,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +29,7 @@ import (
 
 	"ddi.dev/ddi/api/v1alpha1"
 	ddiclient "ddi.dev/ddi/internal/client"
+	"ddi.dev/ddi/internal/inject"
 	"ddi.dev/ddi/internal/kubetest"
 	"ddi.dev/ddi/internal/registry"
 	"ddi.dev/ddi/internal/registry/kube"
@@ -149,6 +152,8 @@ func TestRBAC(t *testing.T) {
 		{name: "podauth reviews tokens", user: controllerSA, do: access{verb: "create", group: "authentication.k8s.io", resource: "tokenreviews"}, allow: true},
 		{name: "podauth reads a pod", user: controllerSA, do: access{verb: "get", resource: "pods", namespace: "fn"}, allow: true},
 		{name: "webhook watches namespaces", user: controllerSA, do: access{verb: "watch", resource: "namespaces"}, allow: true},
+		{name: "webhook checks a ReplicaSet before an Event on it", user: controllerSA, do: access{verb: "get", group: "apps", resource: "replicasets", namespace: "fn"}, allow: true},
+		{name: "webhook checks a Job before an Event on it", user: controllerSA, do: access{verb: "get", group: "batch", resource: "jobs", namespace: "fn"}, allow: true},
 		{name: "webhook records Events", user: controllerSA, do: access{verb: "create", group: "events.k8s.io", resource: "events", namespace: "fn"}, allow: true},
 		{name: "reconciler watches EndpointSlices", user: controllerSA, do: access{verb: "watch", group: "discovery.k8s.io", resource: "endpointslices"}, allow: true},
 		{name: "reconciler reads a Knative Service", user: controllerSA, do: access{verb: "get", group: "serving.knative.dev", resource: "services", namespace: "fn"}, allow: true},
@@ -267,8 +272,8 @@ func eventually(t *testing.T, d time.Duration, f func() error) {
 // ServiceAccount, with only the RBAC deploy/ renders, and drives what it
 // does: its own certificate Secret and caBundle, injection, a sidecar's
 // run-time registration with secret material (token review, pod read,
-// Provider and inline Secret written, read, deleted), and the Provider
-// reconciler. Nothing may be refused: the controller logs no "forbidden".
+// Provider and inline Secret written, read, deleted), the Provider
+// reconciler, and an Event about a skipped pod's ReplicaSet. Nothing may be refused: the controller logs no "forbidden".
 func TestControllerWorksWithItsRBAC(t *testing.T) {
 	var logs logBuffer
 	t.Cleanup(func() {
@@ -347,6 +352,42 @@ func TestControllerWorksWithItsRBAC(t *testing.T) {
 				return errors.New("no Ready condition yet")
 			}
 			return nil
+		})
+	})
+
+	t.Run("the webhook records a skip on the pod's ReplicaSet", func(t *testing.T) {
+		labels := map[string]string{"app": "web"}
+		rs := &appsv1.ReplicaSet{
+			ObjectMeta: metav1.ObjectMeta{Namespace: fn, Name: "web"},
+			Spec: appsv1.ReplicaSetSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "example.com/web:1"}}}},
+			},
+		}
+		if err := cp.Client.Create(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: fn, GenerateName: "web-", Labels: labels,
+				Annotations:     map[string]string{inject.KeyInject: "false"},
+				OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))}},
+			Spec: rs.Spec.Template.Spec,
+		}
+		if err := cp.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, func() error {
+			var list eventsv1.EventList
+			if err := cp.Client.List(ctx, &list, client.InNamespace(fn)); err != nil {
+				return err
+			}
+			for _, e := range list.Items {
+				if e.Regarding.UID == rs.UID && e.Reason == "InjectionSkipped" {
+					return nil
+				}
+			}
+			return errors.New("no InjectionSkipped Event on the ReplicaSet yet")
 		})
 	})
 

@@ -150,6 +150,7 @@ func Run(ctx context.Context, o Options) error {
 		Native:         native.Native,
 		ControlPlaneCA: caBundle,
 		Events:         mgr.GetEventRecorder("ddi-webhook"),
+		Objects:        webhook.APIObjects{Reader: mgr.GetAPIReader()},
 		Logger:         log.With("component", "webhook"),
 	})
 	if err != nil {

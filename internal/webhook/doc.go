@@ -11,10 +11,13 @@
 // which also serves the control plane's stream) is read on every admission,
 // so a rotated CA reaches the next pod.
 //
-// Admission has no side effects: the handler writes nothing to the API
-// server while it decides. When it skips a pod that asked for injection, it
-// records an Event after the response is written, and only for requests
-// that are not dry runs; the webhook configuration therefore declares
-// sideEffects NoneOnDryRun. The mutation rules themselves live in package
-// inject, which this package must not duplicate.
+// Admission has no side effects beyond one Event: when the handler skips a
+// pod that asked for injection, it says why in a warning of the response
+// and, for requests that are not dry runs, records an Event on the pod's
+// controller; the webhook configuration therefore declares sideEffects
+// NoneOnDryRun. Anyone who reaches the port may send a review, so the
+// handler must not write anything from a request alone: it records the
+// Event only after reading the controller from the API server and finding
+// the UID the pod names (see Handler). The mutation rules themselves live
+// in package inject, which this package must not duplicate.
 package webhook

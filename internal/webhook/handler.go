@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/flowcontrol"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"ddi.dev/ddi/internal/httpapi"
@@ -26,6 +27,15 @@ const Path = "/inject-pod"
 // maxReviewBytes bounds an AdmissionReview body; the API server's own limit
 // on an object is 3 MiB, and a review carries at most two objects.
 const maxReviewBytes = 7 << 20
+
+// The checks of Event subjects (Options.Objects): how long one may take,
+// and how many the handler makes per second (with bursts), so that a flood
+// of reviews cannot turn into a flood of reads of the API server.
+const (
+	checkTimeout = 2 * time.Second
+	checkQPS     = 10
+	checkBurst   = 50
+)
 
 // Event reasons the webhook records.
 const (
@@ -61,17 +71,44 @@ type Options struct {
 	ControlPlaneCA func() []byte
 	// Events records skipped pods. Nil records nothing.
 	Events EventRecorder
-	Logger *slog.Logger
+	// Objects confirms that the controller of a skipped pod exists, with
+	// the UID the pod names, before an Event is recorded about it. Nil
+	// records no Events.
+	Objects ObjectChecker
+	Logger  *slog.Logger
 }
 
 // Handler is the Pod mutating admission webhook, an http.Handler.
+//
+// Anyone who reaches the webhook's port may POST it an AdmissionReview,
+// and nothing in the request proves that the API server sent it (the API
+// server presents no client certificate unless its admission
+// configuration says so, which ddi cannot rely on). Answering a forged
+// review harms nothing: the answer goes back to its sender. The only
+// thing the handler writes is an Event about a skipped pod, and it never
+// writes one from the request alone:
+//
+//   - A pod being created has no UID yet, and often no name. An Event
+//     about it could name any object in any namespace, so there is none:
+//     the handler puts the reason into the response as a warning, which
+//     kubectl shows to whoever created the pod.
+//   - A pod created by a controller (ReplicaSet, Job, StatefulSet...)
+//     names it in its controller reference. The handler records the Event
+//     about that controller only after reading it from the API server
+//     (Options.Objects) and finding the UID the pod names; reads are
+//     rate-limited. A forger must therefore know the UID of an existing
+//     workload object, which only those who may read it do, and can then
+//     at most add an Event about a skipped injection to it.
+//   - Dry-run requests record nothing.
 type Handler struct {
-	cfg    inject.Config
-	ns     NamespaceLabeler
-	native func(ctx context.Context) bool
-	ca     func() []byte
-	events EventRecorder
-	log    *slog.Logger
+	cfg     inject.Config
+	ns      NamespaceLabeler
+	native  func(ctx context.Context) bool
+	ca      func() []byte
+	events  EventRecorder
+	objects ObjectChecker
+	checks  flowcontrol.RateLimiter
+	log     *slog.Logger
 }
 
 // NewHandler checks opts and returns a Handler.
@@ -82,16 +119,19 @@ func NewHandler(opts Options) (*Handler, error) {
 	if err := opts.Config.Validate(); err != nil {
 		return nil, fmt.Errorf("webhook: %w", err)
 	}
-	h := &Handler{cfg: opts.Config, ns: opts.Namespaces, native: opts.Native, ca: opts.ControlPlaneCA, events: opts.Events, log: opts.Logger}
+	h := &Handler{cfg: opts.Config, ns: opts.Namespaces, native: opts.Native, ca: opts.ControlPlaneCA, events: opts.Events, objects: opts.Objects,
+		checks: flowcontrol.NewTokenBucketRateLimiter(checkQPS, checkBurst), log: opts.Logger}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
 	return h, nil
 }
 
-// skip is an Event to record once the response is out.
+// skip is an Event to record about a skipped pod's controller, once the
+// controller is confirmed.
 type skip struct {
-	regarding runtime.Object
+	namespace string
+	owner     metav1.OwnerReference
 	eventType string
 	reason    string
 	note      string
@@ -130,6 +170,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	resp, sk := h.review(r.Context(), review.Request)
+	dryRun := review.Request.DryRun != nil && *review.Request.DryRun
+	if sk != nil && !dryRun {
+		h.record(r.Context(), sk)
+	}
 	resp.UID = review.Request.UID
 	out := admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: &resp.AdmissionResponse}
 	// Complete fills a missing Result and serialises the patch.
@@ -141,12 +185,36 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, out)
 	h.log.Debug("admission reviewed", "uid", review.Request.UID, "namespace", review.Request.Namespace,
 		"allowed", resp.Allowed, "patches", len(resp.Patches), "took", time.Since(start))
-	dryRun := review.Request.DryRun != nil && *review.Request.DryRun
-	if sk != nil && h.events != nil && !dryRun {
-		// client-go's recorder queues the Event and writes it from its own
-		// goroutine; the API server already has its answer.
-		h.events.Eventf(sk.regarding, nil, sk.eventType, sk.reason, "Inject", "%s", sk.note)
+}
+
+// record records the Event of a skipped pod about its controller, if the
+// controller exists with the UID the pod names (see Handler). client-go's
+// recorder queues the Event and writes it from its own goroutine.
+func (h *Handler) record(ctx context.Context, sk *skip) {
+	if h.events == nil || h.objects == nil {
+		return
 	}
+	log := h.log.With("namespace", sk.namespace, "kind", sk.owner.Kind, "name", sk.owner.Name)
+	if !h.checks.TryAccept() {
+		log.Debug("too many skipped pods to check their controllers: no Event")
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	ok, err := h.objects.Exists(ctx, sk.namespace, sk.owner)
+	switch {
+	case err != nil:
+		log.Info("cannot confirm the controller of a skipped pod: no Event", "err", err)
+		return
+	case !ok:
+		log.Warn("an AdmissionReview names a controller that does not exist with that UID: no Event (was it sent by the API server?)", "uid", sk.owner.UID)
+		return
+	}
+	regarding := &metav1.PartialObjectMetadata{
+		TypeMeta:   metav1.TypeMeta{APIVersion: sk.owner.APIVersion, Kind: sk.owner.Kind},
+		ObjectMeta: metav1.ObjectMeta{Namespace: sk.namespace, Name: sk.owner.Name, UID: sk.owner.UID},
+	}
+	h.events.Eventf(regarding, nil, sk.eventType, sk.reason, "Inject", "%s", sk.note)
 }
 
 // decodeReview parses an admission.k8s.io/v1 AdmissionReview request.
@@ -189,6 +257,10 @@ func (h *Handler) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	if ns == "" {
 		ns = pod.Namespace
 	}
+	if pod.Namespace != "" && pod.Namespace != ns {
+		// The API server never sends this.
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("request.namespace %q is not the pod's namespace %q", ns, pod.Namespace)), nil
+	}
 	nsLabels, err := h.ns.NamespaceLabels(ctx, ns)
 	if err != nil {
 		h.log.Error("namespace lookup failed", "namespace", ns, "err", err)
@@ -197,7 +269,8 @@ func (h *Handler) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	ok, why := inject.Decide(nsLabels, &pod)
 	if !ok {
 		if asked(nsLabels, &pod) && !injected(&pod) {
-			return admission.Allowed(why), skipEvent(ns, &pod, corev1.EventTypeNormal, ReasonSkipped, "ddi sidecar not injected: "+why)
+			note := "ddi sidecar not injected: " + why
+			return admission.Allowed(why).WithWarnings(note), skipEvent(ns, &pod, corev1.EventTypeNormal, ReasonSkipped, note)
 		}
 		return admission.Allowed(why), nil
 	}
@@ -255,26 +328,15 @@ func injected(pod *corev1.Pod) bool {
 	return false
 }
 
-// skipEvent returns the Event for a skipped pod. A pod being created
-// usually has no name yet (generateName) and never a UID, so the Event
-// regards the pod's controller (the ReplicaSet, Job, Knative Revision...)
-// when it has one, the named pod otherwise, and is not recorded at all when
-// there is neither.
+// skipEvent returns the Event for a skipped pod, about the pod's
+// controller (the ReplicaSet, Job, StatefulSet...), or nil for a pod
+// without one: a pod being created has no UID and often no name, so an
+// Event about it could not be checked (see Handler); its creator sees the
+// response's warning or denial instead.
 func skipEvent(ns string, pod *corev1.Pod, eventType, reason, note string) *skip {
-	var regarding *metav1.PartialObjectMetadata
-	if ref := metav1.GetControllerOf(pod); ref != nil {
-		regarding = &metav1.PartialObjectMetadata{
-			TypeMeta:   metav1.TypeMeta{APIVersion: ref.APIVersion, Kind: ref.Kind},
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ref.Name, UID: ref.UID},
-		}
-	} else if pod.Name != "" {
-		regarding = &metav1.PartialObjectMetadata{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pod.Name},
-		}
-	}
-	if regarding == nil {
+	ref := metav1.GetControllerOf(pod)
+	if ref == nil || ref.Name == "" || ref.UID == "" {
 		return nil
 	}
-	return &skip{regarding: regarding, eventType: eventType, reason: reason, note: note}
+	return &skip{namespace: ns, owner: *ref, eventType: eventType, reason: reason, note: note}
 }

@@ -6,16 +6,26 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"ddi.dev/ddi/internal/controller"
@@ -129,31 +139,102 @@ func TestWebhookThroughAPIServer(t *testing.T) {
 		}
 	})
 
-	t.Run("skip recorded as an Event, not for dry runs", func(t *testing.T) {
-		// Opted out by annotation: the webhook sees it and says why.
+	t.Run("skip recorded as an Event on the pod's controller, not for dry runs", func(t *testing.T) {
+		// Opted out by annotation: the webhook sees it and says why, on
+		// the ReplicaSet that creates the pods.
+		rs := replicaSet(t, cp, "fn", "skipping")
 		for _, dry := range []bool{true, false} {
 			opts := metav1.CreateOptions{}
-			name := "skipped"
 			if dry {
 				opts.DryRun = []string{metav1.DryRunAll}
-				name = "skipped-dry"
 			}
-			if _, err := cp.Clientset.CoreV1().Pods("fn").Create(ctx, newPod("fn", name, nil, map[string]string{inject.KeyInject: "false"}), opts); err != nil {
+			p := newPod("fn", "", nil, map[string]string{inject.KeyInject: "false"})
+			p.GenerateName = "skipping-"
+			p.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))}
+			if _, err := cp.Clientset.CoreV1().Pods("fn").Create(ctx, p, opts); err != nil {
 				t.Fatalf("create pod: %v", err)
 			}
+			if dry {
+				time.Sleep(time.Second) // the recorder is asynchronous; give a wrong Event time to appear
+				var list eventsv1.EventList
+				if err := cp.Client.List(ctx, &list, client.InNamespace("fn")); err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range list.Items {
+					if e.Regarding.Name == rs.Name {
+						t.Errorf("a dry-run request recorded Event %s %q", e.Reason, e.Note)
+					}
+				}
+			}
 		}
-		ev := waitEvent(t, cp, "fn", "skipped")
-		if ev.Reason != "InjectionSkipped" || !strings.Contains(ev.Note, "opted out") {
-			t.Errorf("event = %s %q, want InjectionSkipped saying opted out", ev.Reason, ev.Note)
+		ev := waitEvent(t, cp, "fn", rs.Name)
+		if ev.Reason != "InjectionSkipped" || !strings.Contains(ev.Note, "opted out") || ev.Regarding.UID != rs.UID {
+			t.Errorf("event = %s %q regarding UID %s, want InjectionSkipped saying opted out, regarding the ReplicaSet %s", ev.Reason, ev.Note, ev.Regarding.UID, rs.UID)
 		}
-		time.Sleep(time.Second) // the recorder is asynchronous; give a wrong Event time to appear
-		var list eventsv1.EventList
-		if err := cp.Client.List(ctx, &list, client.InNamespace("fn")); err != nil {
-			t.Fatal(err)
+	})
+
+	t.Run("skip of a pod without a controller is a warning to its creator", func(t *testing.T) {
+		var warnings warningRecorder
+		cfg := rest.CopyConfig(cp.Config)
+		cfg.WarningHandler = &warnings
+		cs := kubernetes.NewForConfigOrDie(cfg)
+		if _, err := cs.CoreV1().Pods("fn").Create(ctx, newPod("fn", "skipped", nil, map[string]string{inject.KeyInject: "false"}), metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create pod: %v", err)
 		}
-		for _, e := range list.Items {
-			if e.Regarding.Name == "skipped-dry" {
-				t.Errorf("a dry-run request recorded Event %s %q", e.Reason, e.Note)
+		if got := warnings.all(); len(got) != 1 || !strings.Contains(got[0], "ddi sidecar not injected: opted out") {
+			t.Errorf("warnings = %q, want one saying the sidecar was not injected because the pod opted out", got)
+		}
+	})
+
+	t.Run("forged reviews record no Event", func(t *testing.T) {
+		// Anyone who reaches the webhook's port can POST an
+		// AdmissionReview; the API server is not the only caller. A
+		// review naming objects the API server does not know must not
+		// make the controller write Events about them.
+		replicaSet(t, cp, "fn", "real-rs")
+		optOut := map[string]string{inject.KeyInject: "false"}
+		owned := func(ns, name string, owner metav1.OwnerReference) *corev1.Pod {
+			p := newPod(ns, "", nil, optOut)
+			p.GenerateName = name + "-"
+			p.OwnerReferences = []metav1.OwnerReference{owner}
+			return p
+		}
+		rsRef := func(name string, uid types.UID) metav1.OwnerReference {
+			return metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: name, UID: uid, Controller: ptr.To(true)}
+		}
+		forged := []struct {
+			name      string
+			namespace string // request.namespace
+			pod       *corev1.Pod
+			regarding string
+		}{
+			{name: "named pod in kube-system", namespace: "kube-system", pod: newPod("kube-system", "forged-bare", nil, optOut), regarding: "forged-bare"},
+			{name: "named pod in an opted-in namespace", namespace: "fn", pod: newPod("fn", "forged-named", nil, optOut), regarding: "forged-named"},
+			{name: "owner that does not exist", namespace: "fn", pod: owned("fn", "made-up-rs", rsRef("made-up-rs", "6a0e2c1d-0000-4000-8000-00000000dead")), regarding: "made-up-rs"},
+			{name: "real owner, wrong UID", namespace: "fn", pod: owned("fn", "real-rs", rsRef("real-rs", "6a0e2c1d-0000-4000-8000-00000000beef")), regarding: "real-rs"},
+			{name: "owner in kube-system", namespace: "kube-system", pod: owned("kube-system", "kube-proxy", rsRef("kube-proxy", "6a0e2c1d-0000-4000-8000-0000000000aa")), regarding: "kube-proxy"},
+		}
+		hc := webhookClient(cp)
+		for _, f := range forged {
+			t.Run(f.name, func(t *testing.T) {
+				status, body := postReview(t, hc, cp.WebhookURL, f.namespace, f.pod)
+				if status != http.StatusOK {
+					t.Fatalf("POST forged review = %d %s, want 200", status, body)
+				}
+			})
+		}
+		time.Sleep(2 * time.Second) // the recorder is asynchronous; give a wrong Event time to appear
+		for _, ns := range []string{"fn", "kube-system"} {
+			var list eventsv1.EventList
+			if err := cp.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range list.Items {
+				for _, f := range forged {
+					if e.Regarding.Name == f.regarding {
+						t.Errorf("forged review %q recorded Event %s/%s %s regarding %s %s: %q", f.name, e.Namespace, e.Name, e.Reason, e.Regarding.Kind, e.Regarding.Name, e.Note)
+					}
+				}
 			}
 		}
 	})
@@ -201,6 +282,83 @@ func waitEvent(t *testing.T, cp *kubetest.ControlPlane, ns, regarding string) ev
 	}
 	t.Fatalf("no Event regarding %s/%s within 20s", ns, regarding)
 	return eventsv1.Event{}
+}
+
+// replicaSet creates a ReplicaSet (no controller manager runs: it stays
+// without pods) to own test pods.
+func replicaSet(t *testing.T, cp *kubetest.ControlPlane, ns, name string) *appsv1.ReplicaSet {
+	t.Helper()
+	labels := map[string]string{"app": name}
+	rs := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: appsv1.ReplicaSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "fn", Image: "example.com/fn:1"}}},
+			},
+		},
+	}
+	if err := cp.Client.Create(t.Context(), rs); err != nil {
+		t.Fatalf("create ReplicaSet %s/%s: %v", ns, name, err)
+	}
+	return rs
+}
+
+// warningRecorder keeps the warnings the API server sends a client.
+type warningRecorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warningRecorder) HandleWarningHeader(_ int, _ string, msg string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, msg)
+}
+
+func (w *warningRecorder) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.msgs)
+}
+
+// webhookClient returns an HTTP client that trusts the webhook's serving
+// certificate, as the API server does.
+func webhookClient(cp *kubetest.ControlPlane) *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(cp.Env.WebhookInstallOptions.LocalServingCAData)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+}
+
+// postReview POSTs an AdmissionReview for the creation of pod in namespace
+// straight to the webhook, as any caller that reaches its port can.
+func postReview(t *testing.T, hc *http.Client, url, namespace string, pod *corev1.Pod) (int, []byte) {
+	t.Helper()
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:       types.UID(fmt.Sprintf("forged-%d", time.Now().UnixNano())),
+			Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Namespace: namespace, Name: pod.Name, Operation: admissionv1.Create,
+			Object: runtime.RawExtension{Raw: raw},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
 }
 
 func names(cs []corev1.Container) []string {
