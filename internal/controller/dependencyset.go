@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -27,14 +26,12 @@ import (
 
 // DependencySetReconciler reports, per dependency of a DependencySet, the
 // provider it resolves to for a workload of its namespace, or why it does
-// not; and when a DependencySet changes, it ends the streams of the
-// sidecars it selects so that they reconnect with their new dependencies.
+// not. (Ending the streams of the sidecars a changed DependencySet
+// selects is followDependencySets' job, on every replica.)
 type DependencySetReconciler struct {
 	Client client.Client
 	Events webhook.EventRecorder
-	// Disconnect ends matching sidecar streams (controlplane.Server's).
-	Disconnect func(match func(registry.Consumer) bool) int
-	Logger     *slog.Logger
+	Logger *slog.Logger
 }
 
 // SetupWithManager registers the reconciler with mgr. Every Provider change
@@ -62,19 +59,13 @@ func (r *DependencySetReconciler) Reconcile(ctx context.Context, req reconcile.R
 	var ds v1alpha1.DependencySet
 	if err := r.Client.Get(ctx, req.NamespacedName, &ds); err != nil {
 		if apierrors.IsNotFound(err) {
-			// Gone: its sidecars reconnect without its dependencies.
-			r.disconnect(req.Namespace, labels.Everything())
+			// Gone: every replica's follower has ended its sidecars'
+			// streams (followDependencySets).
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
 	}
 	_, selErr := metav1.LabelSelectorAsSelector(&ds.Spec.Selector)
-	if ds.Status.ObservedGeneration != ds.Generation && selErr == nil {
-		// A new spec: selected sidecars reconnect and are identified
-		// afresh. (A changed selector may also release pods the old one
-		// selected; disconnecting the whole namespace covers both.)
-		r.disconnect(ds.Namespace, labels.Everything())
-	}
 
 	var plist v1alpha1.ProviderList
 	if err := r.Client.List(ctx, &plist); err != nil {
@@ -150,16 +141,6 @@ func (r *DependencySetReconciler) Reconcile(ctx context.Context, req reconcile.R
 		r.Events.Eventf(&ds, nil, typ, cond.Reason, "Resolve", "%s", cond.Message)
 	}
 	return reconcile.Result{}, nil
-}
-
-func (r *DependencySetReconciler) disconnect(ns string, sel labels.Selector) {
-	if r.Disconnect == nil {
-		return
-	}
-	n := r.Disconnect(func(c registry.Consumer) bool { return c.Namespace == ns && sel.Matches(labels.Set(c.Labels)) })
-	if n > 0 {
-		r.Logger.Info("dependency set changed; sidecars reconnect", "namespace", ns, "streams", n)
-	}
 }
 
 // candidates are the providers a selector can match.

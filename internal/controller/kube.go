@@ -90,12 +90,14 @@ func setupReconcilers(mgr manager.Manager, cp *controlplane.Server, log *slog.Lo
 		return fmt.Errorf("provider reconciler: %w", err)
 	}
 	if err := (&DependencySetReconciler{
-		Client:     mgr.GetClient(),
-		Events:     mgr.GetEventRecorder("ddi-controller"),
-		Disconnect: cp.Disconnect,
-		Logger:     log.With("component", "dependencyset-reconciler"),
+		Client: mgr.GetClient(),
+		Events: mgr.GetEventRecorder("ddi-controller"),
+		Logger: log.With("component", "dependencyset-reconciler"),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("dependencyset reconciler: %w", err)
 	}
-	return nil
+	// Every replica ends its own streams when a DependencySet changes.
+	return mgr.Add(everyReplica(func(ctx context.Context) error {
+		return followDependencySets(ctx, mgr.GetCache(), cp.Disconnect, log.With("component", "dependencyset-follower"))
+	}))
 }
