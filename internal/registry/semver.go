@@ -29,6 +29,9 @@ func ParseVersion(s string) (Version, error) {
 	return v, nil
 }
 
+// identChars are the characters of a pre-release or build identifier.
+const identChars = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-"
+
 // parsePartial parses "1", "1.2", "1.2.3" (with optional pre-release and
 // build on full versions) and returns how many numeric parts were given.
 // "x", "X" and "*" parts count as absent.
@@ -45,6 +48,11 @@ func parsePartial(s string) (Version, int, error) {
 		if v.Build == "" {
 			return Version{}, 0, fmt.Errorf("%q has an empty build part after '+'", orig)
 		}
+		for _, id := range strings.Split(v.Build, ".") {
+			if id == "" || strings.Trim(id, identChars) != "" {
+				return Version{}, 0, fmt.Errorf("%q has an invalid build identifier %q: use letters, digits and '-', separated by dots", orig, id)
+			}
+		}
 	}
 	if i := strings.IndexByte(s, '-'); i >= 0 {
 		pre := s[i+1:]
@@ -54,7 +62,7 @@ func parsePartial(s string) (Version, int, error) {
 		}
 		v.Pre = strings.Split(pre, ".")
 		for _, p := range v.Pre {
-			if p == "" || strings.Trim(p, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-") != "" {
+			if p == "" || strings.Trim(p, identChars) != "" {
 				return Version{}, 0, fmt.Errorf("%q has an invalid pre-release identifier %q", orig, p)
 			}
 			if len(p) > 1 && p[0] == '0' && strings.Trim(p, "0123456789") == "" {
