@@ -37,6 +37,7 @@ func inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec, cfg Config, t target)
 		return false, err
 	}
 	insertSidecar(sp, sidecarContainer(s, cfg, t))
+	setFSGroup(sp, t)
 	env := appEnv(s, cfg)
 	for _, c := range appContainers(m, sp, s) {
 		if err := wireContainer(c, env, cfg); err != nil {
