@@ -397,7 +397,7 @@ func writeBinding(root string, b *registry.Binding) error {
 			}
 		case strings.HasPrefix(n, "."):
 		default:
-			if _, ok := files[n]; ok && de.Type()&fs.ModeSymlink != 0 {
+			if _, ok := files[n]; ok && linksTo(filepath.Join(dir, n), filepath.Join(dataLink, n)) {
 				have[n] = true
 				continue
 			}
@@ -418,6 +418,14 @@ func writeBinding(root string, b *registry.Binding) error {
 		return fmt.Errorf("binding %s: %w", b.Name, err)
 	}
 	return nil
+}
+
+// linksTo reports whether path is a symlink to target. A key's link that
+// points anywhere else is replaced, so that every visible name reads
+// through ..data.
+func linksTo(path, target string) bool {
+	t, err := os.Readlink(path)
+	return err == nil && t == target
 }
 
 // writeFile creates path with exactly mode (whatever the umask), in group

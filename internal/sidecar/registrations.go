@@ -169,6 +169,11 @@ func (rg *registrar) provider(name string, req *registerRequest) (registry.Provi
 	if err := registry.ValidateProvider(&p); err != nil {
 		return registry.Provider{}, 0, httpapi.ValidationProblem(err)
 	}
+	// What the control plane checks of every run-time registration
+	// (its scope, reserved labels), checked here before it is forwarded.
+	if err := registry.ValidateRegistration(&p); err != nil {
+		return registry.Provider{}, 0, httpapi.ValidationProblem(err)
+	}
 	return p, ttl, nil
 }
 
