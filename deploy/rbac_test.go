@@ -368,8 +368,11 @@ func TestControllerWorksWithItsRBAC(t *testing.T) {
 		if err := cp.Client.Create(ctx, rs); err != nil {
 			t.Fatal(err)
 		}
+		// Sent to the webhook by its opt-in label, skipped by its opt-out
+		// annotation ("false" wins).
+		podLabels := map[string]string{"app": "web", inject.KeyInject: "true"}
 		p := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: fn, GenerateName: "web-", Labels: labels,
+			ObjectMeta: metav1.ObjectMeta{Namespace: fn, GenerateName: "web-", Labels: podLabels,
 				Annotations:     map[string]string{inject.KeyInject: "false"},
 				OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))}},
 			Spec: rs.Spec.Template.Spec,
