@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
 
 	"ddi.dev/ddi/internal/inject"
 	"ddi.dev/ddi/internal/registry"
@@ -29,7 +30,14 @@ const (
 	DefaultTokenAudience     = "ddi"
 	DefaultStreamRecheck     = 10 * time.Second
 	DefaultSecretPoll        = 5 * time.Second
+	DefaultLeaseDuration     = 15 * time.Second
+	DefaultRenewDeadline     = 10 * time.Second
+	DefaultRetryPeriod       = 2 * time.Second
 )
+
+// LeaseName is the coordination.k8s.io Lease in Namespace that leader
+// election holds; its holderIdentity names the leader.
+const LeaseName = "ddi-controller"
 
 // Options configure Run. DefaultOptions fills every field; AddFlags binds
 // the ones a person sets.
@@ -81,6 +89,18 @@ type Options struct {
 	// LeaderElection makes only one replica run the reconcilers; every
 	// replica serves the webhook and streams.
 	LeaderElection bool
+	// LeaderElectionIdentity is this replica's name in the Lease
+	// (holderIdentity). Empty: the host name (in a cluster, the pod name)
+	// and a random suffix. Replicas need distinct identities.
+	LeaderElectionIdentity string
+	// LeaseDuration, RenewDeadline and RetryPeriod time leader election:
+	// candidates try to take the Lease every RetryPeriod, and may once
+	// LeaseDuration has passed since its holder last renewed it; a leader
+	// that cannot renew within RenewDeadline stops (and the process exits).
+	// Defaults 15s, 10s and 2s.
+	LeaseDuration time.Duration
+	RenewDeadline time.Duration
+	RetryPeriod   time.Duration
 	// Inject is the sidecar the webhook injects.
 	Inject inject.Config
 	// StreamRecheck is how often an open sidecar stream is checked against
@@ -121,6 +141,9 @@ func DefaultOptions() Options {
 		HealthAddr:        DefaultHealthAddr,
 		MetricsAddr:       DefaultMetricsAddr,
 		LeaderElection:    true,
+		LeaseDuration:     DefaultLeaseDuration,
+		RenewDeadline:     DefaultRenewDeadline,
+		RetryPeriod:       DefaultRetryPeriod,
 		Inject:            inject.DefaultConfig(),
 		TokenAudience:     DefaultTokenAudience,
 		StreamRecheck:     DefaultStreamRecheck,
@@ -144,6 +167,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HealthAddr, "health-addr", o.HealthAddr, `address of /healthz and /readyz ("0" disables)`)
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", o.MetricsAddr, `address of the controller metrics ("0" disables)`)
 	fs.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection, "elect one replica to run the reconcilers")
+	fs.StringVar(&o.LeaderElectionIdentity, "leader-elect-identity", o.LeaderElectionIdentity, "this replica's holderIdentity in the leader election Lease (default: host name and a random suffix)")
+	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", o.LeaseDuration, "how long after its holder's last renewal another replica may take the leader election Lease")
+	fs.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", o.RenewDeadline, "how long the leader keeps trying to renew the Lease before it stops")
+	fs.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", o.RetryPeriod, "how often replicas try to take or renew the Lease")
 	fs.StringVar(&o.Inject.Image, "sidecar-image", o.Inject.Image, "image of the injected sidecar")
 	fs.StringVar(&o.Inject.ControlPlaneURL, "sidecar-control-plane", o.Inject.ControlPlaneURL, "control plane URL the injected sidecars use; https unless --stream-insecure (its host joins the self-managed certificate)")
 	fs.StringVar(&o.Inject.LogLevel, "sidecar-log-level", o.Inject.LogLevel, "log level of the injected sidecars")
@@ -176,6 +203,19 @@ func (o *Options) Validate() error {
 			case !o.StreamInsecure && u.Scheme == "http":
 				errs = append(errs, fmt.Errorf("--sidecar-control-plane %q is plain HTTP, but the stream is served over TLS: use https:// (or --stream-insecure for development)", o.Inject.ControlPlaneURL))
 			}
+		}
+	}
+	if o.LeaderElection {
+		switch {
+		case o.LeaseDuration <= 0 || o.RenewDeadline <= 0 || o.RetryPeriod <= 0:
+			errs = append(errs, fmt.Errorf("--leader-elect-lease-duration %s, --leader-elect-renew-deadline %s and --leader-elect-retry-period %s must all be positive",
+				o.LeaseDuration, o.RenewDeadline, o.RetryPeriod))
+		case o.LeaseDuration <= o.RenewDeadline:
+			errs = append(errs, fmt.Errorf("--leader-elect-lease-duration %s must be longer than --leader-elect-renew-deadline %s: another replica could take the Lease while the leader still acts",
+				o.LeaseDuration, o.RenewDeadline))
+		case o.RenewDeadline <= time.Duration(leaderelection.JitterFactor*float64(o.RetryPeriod)):
+			errs = append(errs, fmt.Errorf("--leader-elect-renew-deadline %s must be longer than %g times --leader-elect-retry-period %s: the leader would not get a retry in",
+				o.RenewDeadline, leaderelection.JitterFactor, o.RetryPeriod))
 		}
 	}
 	if o.TokenAudience == "" {

@@ -117,15 +117,23 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	metricsAddr := o.MetricsAddr
+	lock, err := leaseLock(cfg, o)
+	if err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  scheme,
-		Logger:                  lr,
-		WebhookServer:           crwebhook.NewServer(whOpts),
-		HealthProbeBindAddress:  o.HealthAddr,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
-		LeaderElection:          o.LeaderElection,
-		LeaderElectionID:        "ddi-controller",
-		LeaderElectionNamespace: o.Namespace,
+		Scheme:                              scheme,
+		Logger:                              lr,
+		WebhookServer:                       crwebhook.NewServer(whOpts),
+		HealthProbeBindAddress:              o.HealthAddr,
+		Metrics:                             metricsserver.Options{BindAddress: metricsAddr},
+		LeaderElection:                      o.LeaderElection,
+		LeaderElectionID:                    LeaseName,
+		LeaderElectionNamespace:             o.Namespace,
+		LeaderElectionResourceLockInterface: lock,
+		LeaseDuration:                       &o.LeaseDuration,
+		RenewDeadline:                       &o.RenewDeadline,
+		RetryPeriod:                         &o.RetryPeriod,
 		// Tests and benchmarks run several controllers in one process.
 		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
@@ -247,7 +255,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	log.Info("starting ddi controller", "namespace", o.Namespace, "webhook_port", o.WebhookPort, "stream", o.StreamAddr,
-		"stream_tls", streamTLS != nil, "self_managed_certs", certs != nil, "leader_election", o.LeaderElection)
+		"stream_tls", streamTLS != nil, "self_managed_certs", certs != nil, "leader_election", o.LeaderElection, "leader_identity", o.LeaderElectionIdentity)
 	return mgr.Start(ctx)
 }
 

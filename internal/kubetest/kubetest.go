@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,7 +74,20 @@ type Options struct {
 	// Logger receives the controller's logs. Default: the test log at
 	// warn level (set DDI_TEST_LOG=debug for more).
 	Logger *slog.Logger
+	// Replicas is how many controllers run against the API server, as the
+	// pods of deploy/'s Deployment do. Default 1. Each replica has its own
+	// stream listener (StreamURLs), webhook listener and Provider store
+	// (unless Store is set: then they share it); only the first one's
+	// webhook is in the webhook configuration. With more than one they
+	// elect a leader through Lease ddi-system/ddi-controller, replica i as
+	// ReplicaIdentity(i), on shorter timings than the defaults (8s lease,
+	// 6s renew deadline, 1s retry; Controller may change them).
+	Replicas int
 }
+
+// ReplicaIdentity is replica i's holderIdentity in the leader election
+// Lease.
+func ReplicaIdentity(i int) string { return fmt.Sprintf("kubetest-replica-%d", i) }
 
 // ControlPlane is a running test cluster.
 type ControlPlane struct {
@@ -86,13 +101,18 @@ type ControlPlane struct {
 	// WebhookURL is the https URL the API server calls for admission.
 	WebhookURL string
 	// StreamURL is the control plane API for sidecars, https ("" with
-	// NoController).
+	// NoController): the first replica's.
 	StreamURL string
+	// StreamURLs are every replica's StreamURL, in replica order.
+	StreamURLs []string
 	// StreamCA is the PEM bundle that verifies StreamURL's certificate:
 	// what the webhook injects into sidecars as DDI_CONTROL_PLANE_CA.
 	StreamCA []byte
-	// Store is the registry store the controller serves.
+	// Store is the registry store the controller serves (the first
+	// replica's).
 	Store registry.Store
+
+	stops []func()
 }
 
 // AssetsDir returns the folder with kube-apiserver, etcd and kubectl:
@@ -260,9 +280,35 @@ func (w tWriter) Write(p []byte) (int, error) {
 func startController(t testing.TB, cp *ControlPlane, opts Options) {
 	t.Helper()
 	wo := &cp.Env.WebhookInstallOptions
+	n := max(1, opts.Replicas)
+	for i := range n {
+		url, store := startReplica(t, cp, opts, i, n)
+		cp.StreamURLs = append(cp.StreamURLs, url)
+		if i == 0 {
+			cp.StreamURL, cp.Store = url, store
+		}
+	}
+	cp.WebhookURL = fmt.Sprintf("https://%s:%d%s", wo.LocalServingHost, wo.LocalServingPort, webhook.Path)
+	waitWebhook(t, cp, opts.SelfManagedCerts)
+	if opts.SelfManagedCerts {
+		var sec corev1.Secret
+		if err := cp.Client.Get(context.Background(), client.ObjectKey{Namespace: SystemNamespace, Name: controller.DefaultCertSecretName}, &sec); err != nil {
+			t.Fatalf("kubetest: read the certificate secret: %v", err)
+		}
+		cp.StreamCA = sec.Data["ca.crt"]
+	}
+}
+
+// startReplica starts replica i of n and returns its stream URL and store.
+func startReplica(t testing.TB, cp *ControlPlane, opts Options, i, n int) (string, registry.Store) {
+	t.Helper()
+	wo := &cp.Env.WebhookInstallOptions
 	log := opts.Logger
 	if log == nil {
 		log = testLogger(t)
+	}
+	if n > 1 {
+		log = log.With("replica", i)
 	}
 	cfg := cp.Config
 	if opts.As != "" {
@@ -288,9 +334,15 @@ func startController(t testing.TB, cp *ControlPlane, opts Options) {
 	co.Namespace = SystemNamespace
 	co.WebhookHost = wo.LocalServingHost
 	co.WebhookPort = wo.LocalServingPort
+	if i > 0 {
+		// Only the first replica is in the webhook configuration.
+		co.WebhookPort = freePort(t, wo.LocalServingHost)
+	}
 	co.HealthAddr = "0"
 	co.MetricsAddr = "0"
-	co.LeaderElection = false
+	co.LeaderElection = n > 1
+	co.LeaderElectionIdentity = ReplicaIdentity(i)
+	co.LeaseDuration, co.RenewDeadline, co.RetryPeriod = 8*time.Second, 6*time.Second, time.Second
 	co.StreamAddr = "127.0.0.1:0"
 	co.Store = store
 	co.Logger = log
@@ -324,34 +376,76 @@ func startController(t testing.TB, cp *ControlPlane, opts Options) {
 		runErr = controller.Run(ctx, co)
 		close(failed)
 	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			if runErr != nil && !errors.Is(runErr, context.Canceled) {
+				t.Errorf("kubetest: controller (replica %d): %v", i, runErr)
+			}
+		})
+	}
+	cp.stops = append(cp.stops, stop)
 	// The controller stops before the API server (registered earlier, so
 	// cleaned up later): its webhook server must be gone before envtest
 	// removes the certificate directory.
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		if runErr != nil && !errors.Is(runErr, context.Canceled) {
-			t.Errorf("kubetest: controller: %v", runErr)
-		}
-	})
+	t.Cleanup(stop)
 	select {
 	case addr := <-streamAddr:
-		cp.StreamURL = "https://" + addr
+		return "https://" + addr, store
 	case <-failed:
-		t.Fatalf("kubetest: the controller stopped: %v", runErr)
+		t.Fatalf("kubetest: the controller (replica %d) stopped: %v", i, runErr)
 	case <-time.After(60 * time.Second):
-		t.Fatal("kubetest: the controller did not start within 60s")
+		t.Fatalf("kubetest: the controller (replica %d) did not start within 60s", i)
 	}
-	cp.WebhookURL = fmt.Sprintf("https://%s:%d%s", wo.LocalServingHost, wo.LocalServingPort, webhook.Path)
-	cp.Store = store
-	waitWebhook(t, cp, opts.SelfManagedCerts)
-	if opts.SelfManagedCerts {
-		var sec corev1.Secret
-		if err := cp.Client.Get(context.Background(), client.ObjectKey{Namespace: SystemNamespace, Name: controller.DefaultCertSecretName}, &sec); err != nil {
-			t.Fatalf("kubetest: read the certificate secret: %v", err)
+	return "", nil
+}
+
+// StopReplica stops controller replica i and waits until it has ended:
+// its streams end and its listeners close. A leader that stops does not
+// give up the Lease: another replica takes it once it expires. Stopping
+// replica 0 stops the webhook the API server calls (pods in namespaces
+// that reach it can then not be created). Stopping a replica twice does
+// nothing.
+func (cp *ControlPlane) StopReplica(t testing.TB, i int) {
+	t.Helper()
+	if i < 0 || i >= len(cp.stops) {
+		t.Fatalf("kubetest: no controller replica %d (%d running)", i, len(cp.stops))
+	}
+	cp.stops[i]()
+}
+
+// Leader returns the replica named by the leader election Lease, or -1
+// when there is no Lease (yet) or it names none. A stopped leader stays
+// named until another replica takes the Lease.
+func (cp *ControlPlane) Leader(t testing.TB) int {
+	t.Helper()
+	var lease coordinationv1.Lease
+	err := cp.Client.Get(context.Background(), client.ObjectKey{Namespace: SystemNamespace, Name: controller.LeaseName}, &lease)
+	if apierrors.IsNotFound(err) {
+		return -1
+	}
+	if err != nil {
+		t.Fatalf("kubetest: read the leader election Lease: %v", err)
+	}
+	for i := range cp.stops {
+		if id := lease.Spec.HolderIdentity; id != nil && *id == ReplicaIdentity(i) {
+			return i
 		}
-		cp.StreamCA = sec.Data["ca.crt"]
 	}
+	return -1
+}
+
+// freePort returns a TCP port on host that nothing listens on now.
+func freePort(t testing.TB, host string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatalf("kubetest: find a free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // StreamHTTP returns an HTTP client for StreamURL that trusts StreamCA
