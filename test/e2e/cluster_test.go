@@ -216,8 +216,9 @@ func pruneImageTarballs(t *testing.T, dir, repo, keepTag string) {
 	}
 }
 
-// install applies deploy/overlays/local with this run's images, waits for
-// the controller, and checks that the API server calls the webhook.
+// install applies deploy/overlays/local with this run's images and
+// deploy/'s replica count, waits for the controller, and checks that the
+// API server calls the webhook.
 func (c *localCluster) install(t *testing.T, im images) {
 	t.Helper()
 	base := c.kubectlRun(t, "kustomize", filepath.Join(c.repo, "deploy"))
@@ -225,12 +226,64 @@ func (c *localCluster) install(t *testing.T, im images) {
 	if b, o := objectKeys(t, base), objectKeys(t, overlay); !slices.Equal(b, o) {
 		t.Fatalf("deploy/overlays/local renders other objects than deploy/ (keep its resource list in step with deploy/kustomization.yaml):\nbase:    %v\noverlay: %v", b, o)
 	}
+	overlay = withBaseReplicas(t, base, overlay)
 	c.kubectlIn(t, im.replace(overlay), "apply", "-f", "-")
 	c.kubectlRun(t, "-n", "ddi-system", "rollout", "status", "deploy/ddi-controller", "--timeout=180s")
 	eventually(t, 60*time.Second, "the controller to fill the webhook's caBundle", func() (bool, error) {
 		out, err := c.tryKubectl("", "get", "mutatingwebhookconfiguration", "ddi-sidecar-injector", "-o", "jsonpath={.webhooks[0].clientConfig.caBundle}")
 		return err == nil && out != "", err
 	})
+}
+
+// controllerDeployment is the Deployment of deploy/controller.
+const controllerDeployment = "ddi-controller"
+
+// withBaseReplicas returns overlay with its controller Deployment's
+// replica count set to base's: the test runs the replicas deploy/ ships
+// (two, electing a leader), whatever the local overlay says.
+func withBaseReplicas(t *testing.T, base, overlay string) string {
+	t.Helper()
+	var replicas any
+	for doc := range strings.SplitSeq(base, "\n---\n") {
+		if o := controllerObject(t, doc); o != nil {
+			replicas = o["spec"].(map[string]any)["replicas"]
+		}
+	}
+	if replicas == nil {
+		t.Fatalf("deploy/ renders no Deployment %s with spec.replicas", controllerDeployment)
+	}
+	docs := strings.Split(overlay, "\n---\n")
+	for i, doc := range docs {
+		o := controllerObject(t, doc)
+		if o == nil {
+			continue
+		}
+		o["spec"].(map[string]any)["replicas"] = replicas
+		b, err := yaml.Marshal(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs[i] = strings.TrimRight(string(b), "\n")
+		t.Logf("controller Deployment: %v replicas, as deploy/ ships it", replicas)
+		return strings.Join(docs, "\n---\n")
+	}
+	t.Fatalf("deploy/overlays/local renders no Deployment %s", controllerDeployment)
+	return ""
+}
+
+// controllerObject decodes doc when it is the controller Deployment (with
+// a spec), else returns nil.
+func controllerObject(t *testing.T, doc string) map[string]any {
+	t.Helper()
+	var o map[string]any
+	if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+		t.Fatalf("rendered manifest: %v", err)
+	}
+	meta, _ := o["metadata"].(map[string]any)
+	if _, ok := o["spec"].(map[string]any); !ok || o["kind"] != "Deployment" || meta["name"] != controllerDeployment {
+		return nil
+	}
+	return o
 }
 
 // objectKeys lists kind/namespace/name of every object in a YAML stream.
@@ -345,6 +398,56 @@ func (c *localCluster) pods(t *testing.T, ns, selector string) []corev1.Pod {
 	return out
 }
 
+// controllerSelector selects the controller's pods.
+const controllerSelector = "app.kubernetes.io/name=ddi,app.kubernetes.io/component=controller"
+
+// controllerReplicas is the controller Deployment's spec.replicas.
+func (c *localCluster) controllerReplicas(t *testing.T) int {
+	t.Helper()
+	d, err := c.cs.AppsV1().Deployments("ddi-system").Get(t.Context(), controllerDeployment, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("controller Deployment: %v", err)
+	}
+	if d.Spec.Replicas == nil {
+		return 1
+	}
+	return int(*d.Spec.Replicas)
+}
+
+// readyControllers waits until exactly n controller pods, none being
+// deleted, are ready, and returns them.
+func (c *localCluster) readyControllers(t *testing.T, n int, timeout time.Duration) []corev1.Pod {
+	t.Helper()
+	var ready []corev1.Pod
+	eventually(t, timeout, fmt.Sprintf("%d ready controller pods", n), func() (bool, error) {
+		ready = nil
+		for _, p := range c.pods(t, "ddi-system", controllerSelector) {
+			if podReady(&p) {
+				ready = append(ready, p)
+			}
+		}
+		return len(ready) == n, nil
+	})
+	return ready
+}
+
+// leaseHolder returns the pod named by the controller's leader election
+// Lease ("" when it names none). controller-runtime's holderIdentity is
+// the host name, which in a pod is the pod's name, "_" and a random
+// suffix.
+func (c *localCluster) leaseHolder(t *testing.T) (string, error) {
+	t.Helper()
+	l, err := c.cs.CoordinationV1().Leases("ddi-system").Get(t.Context(), "ddi-controller", metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	if l.Spec.HolderIdentity == nil {
+		return "", nil
+	}
+	name, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_")
+	return name, nil
+}
+
 // readyPod waits for exactly one running, ready pod matching selector.
 func (c *localCluster) readyPod(t *testing.T, ns, selector string, timeout time.Duration) corev1.Pod {
 	t.Helper()
@@ -448,7 +551,8 @@ func (c *localCluster) dumpOnFailure(t *testing.T) {
 	for _, args := range [][]string{
 		{"get", "pods,ksvc,revisions,providers,dependencysets", "-A", "-o", "wide"},
 		{"get", "events", "-A", "--sort-by=.lastTimestamp"},
-		{"-n", "ddi-system", "logs", "deploy/ddi-controller", "--tail=80"},
+		{"-n", "ddi-system", "logs", "-l", controllerSelector, "--prefix", "--tail=80"},
+		{"-n", "ddi-system", "get", "lease", "ddi-controller", "-o", "yaml"},
 	} {
 		out, err := c.tryKubectl("", args...)
 		t.Logf("--- kubectl %s ---\n%s%v", strings.Join(args, " "), tail(out, 120), errOrEmpty(err))

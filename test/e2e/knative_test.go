@@ -320,6 +320,114 @@ func TestKnative(t *testing.T) {
 		t.Logf("rebind: %v", rep.Rebind)
 	})
 
+	t.Run("leader, then the other controller replica deleted during steady traffic", func(t *testing.T) {
+		pod := c.frontendPod(t)
+		replicas := c.controllerReplicas(t)
+		if replicas < 2 {
+			t.Fatalf("the controller Deployment runs %d replica(s); deploy/ ships 2, and this scenario needs two", replicas)
+		}
+		ready := c.readyControllers(t, replicas, 3*time.Minute)
+		var leader string
+		eventually(t, time.Minute, "a ready controller pod to hold the Lease", func() (bool, error) {
+			h, err := c.leaseHolder(t)
+			leader = h
+			return slices.ContainsFunc(ready, func(p corev1.Pod) bool { return p.Name == h }), err
+		})
+		reconnects := c.sidecarMetric(t, pod.Name, "ddi_sidecar_stream_reconnects_total")
+		tr := steadyTraffic(route, frontendHost, 2, 50*time.Millisecond)
+		time.Sleep(3 * time.Second)
+
+		// The leader goes: another replica takes the Lease.
+		leaderDeleted := time.Now()
+		if err := c.cs.CoreV1().Pods("ddi-system").Delete(t.Context(), leader, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var next string
+		eventually(t, 2*time.Minute, "another controller pod to take the Lease from "+leader, func() (bool, error) {
+			h, err := c.leaseHolder(t)
+			next = h
+			return err == nil && h != "" && h != leader, err
+		})
+		tookOver := time.Now()
+		ready = c.readyControllers(t, replicas, 3*time.Minute)
+		leaderReplaced := time.Now()
+
+		// Then one that does not lead: the leader keeps the Lease.
+		var other string
+		for _, p := range ready {
+			if p.Name != next {
+				other = p.Name
+				break
+			}
+		}
+		otherDeleted := time.Now()
+		if err := c.cs.CoreV1().Pods("ddi-system").Delete(t.Context(), other, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		c.readyControllers(t, replicas, 3*time.Minute)
+		otherReplaced := time.Now()
+		if h, err := c.leaseHolder(t); err != nil || h != next {
+			t.Errorf("Lease holder = %q, %v after %s (not the leader) was deleted, want %s unchanged", h, err, other, next)
+		}
+
+		// Changes still reach frontend's sidecar: a Provider change, and a
+		// DependencySet (its status written by the new leader).
+		motd := "ha-" + strconv.FormatInt(time.Now().Unix(), 10)
+		changed := time.Now()
+		c.kubectlRun(t, "-n", "ddi-demo", "patch", "provider", "greeter", "--type=merge", "-p", `{"spec":{"config":{"motd":"`+motd+`"}}}`)
+		eventually(t, time.Minute, "the Provider change to reach frontend's binding files", func() (bool, error) {
+			return bindingFiles(t, client, route, frontendHost)["greeter/motd"] == motd, nil
+		})
+		providerSeen := time.Now()
+		t.Cleanup(func() {
+			if _, err := c.tryKubectl("", "-n", "ddi-demo", "delete", "dependencyset", "frontend-ha", "--ignore-not-found"); err != nil {
+				t.Logf("delete DependencySet frontend-ha: %v", err)
+			}
+		})
+		c.kubectlIn(t, `apiVersion: ddi.dev/v1alpha1
+kind: DependencySet
+metadata:
+  name: frontend-ha
+  namespace: ddi-demo
+spec:
+  selector:
+    matchLabels:
+      serving.knative.dev/service: frontend
+  dependencies:
+    - alias: greeter-ha
+      provider:
+        name: greeter
+        namespace: ddi-demo
+`, "apply", "-f", "-")
+		dsApplied := time.Now()
+		eventually(t, time.Minute, "DependencySet frontend-ha's alias greeter-ha in frontend's binding files", func() (bool, error) {
+			return bindingFiles(t, client, route, frontendHost)["greeter-ha/provider"] == "greeter", nil
+		})
+		dsSeen := time.Now()
+		c.kubectlRun(t, "-n", "ddi-demo", "wait", "--for=condition=Ready", "--timeout=60s", "dependencyset/frontend-ha")
+		time.Sleep(3 * time.Second)
+		calls := tr.halt()
+		if fs := failures(calls); len(fs) > 0 {
+			t.Errorf("%d of %d requests through frontend failed while the controller replicas were deleted one at a time:\n%s", len(fs), len(calls), describeFailures(fs))
+		}
+		sidecarReconnects := "n/a: frontend's pod was replaced"
+		if now := c.frontendPod(t); now.UID == pod.UID {
+			sidecarReconnects = strconv.FormatFloat(c.sidecarMetric(t, pod.Name, "ddi_sidecar_stream_reconnects_total")-reconnects, 'f', 0, 64)
+		}
+		rep.ControllerReplicas = map[string]string{
+			"replicas":                               strconv.Itoa(replicas),
+			"requests":                               strconv.Itoa(len(calls)),
+			"failed":                                 strconv.Itoa(len(failures(calls))),
+			"Lease taken over after":                 tookOver.Sub(leaderDeleted).Round(10*time.Millisecond).String() + " (leader " + leader + " -> " + next + ")",
+			"replicas ready after leader deleted":    leaderReplaced.Sub(leaderDeleted).Round(10 * time.Millisecond).String(),
+			"replicas ready after other deleted":     otherReplaced.Sub(otherDeleted).Round(10 * time.Millisecond).String(),
+			"Provider change seen by frontend after": providerSeen.Sub(changed).Round(10 * time.Millisecond).String(),
+			"DependencySet seen by frontend after":   dsSeen.Sub(dsApplied).Round(10 * time.Millisecond).String(),
+			"frontend sidecar stream reconnects":     sidecarReconnects,
+		}
+		t.Logf("controller replicas deleted one at a time: %v", rep.ControllerReplicas)
+	})
+
 	t.Run("controller pod deleted during steady traffic", func(t *testing.T) {
 		pod := c.frontendPod(t)
 		reconnects := c.sidecarMetric(t, pod.Name, "ddi_sidecar_stream_reconnects_total")
@@ -627,17 +735,18 @@ func firstLogTime(t *testing.T, logs, s string) time.Time {
 
 // report holds the measurements of one run.
 type report struct {
-	Started           string            `json:"started"`
-	Total             string            `json:"total"`
-	Steps             []string          `json:"steps"`
-	Latency           map[string]string `json:"latency,omitempty"`
-	Memory            map[string]string `json:"memory,omitempty"`
-	Rebind            map[string]string `json:"rebind,omitempty"`
-	ControllerOutage  map[string]string `json:"controllerOutage,omitempty"`
-	FrontendWake      string            `json:"frontendWake,omitempty"`
-	ColdStart         map[string]string `json:"coldStart,omitempty"`
-	RegistrationGone  string            `json:"registrationGone,omitempty"`
-	FissionReidentify string            `json:"fissionReidentify,omitempty"`
+	Started            string            `json:"started"`
+	Total              string            `json:"total"`
+	Steps              []string          `json:"steps"`
+	Latency            map[string]string `json:"latency,omitempty"`
+	Memory             map[string]string `json:"memory,omitempty"`
+	Rebind             map[string]string `json:"rebind,omitempty"`
+	ControllerOutage   map[string]string `json:"controllerOutage,omitempty"`
+	ControllerReplicas map[string]string `json:"controllerReplicas,omitempty"`
+	FrontendWake       string            `json:"frontendWake,omitempty"`
+	ColdStart          map[string]string `json:"coldStart,omitempty"`
+	RegistrationGone   string            `json:"registrationGone,omitempty"`
+	FissionReidentify  string            `json:"fissionReidentify,omitempty"`
 }
 
 func step(what string, since time.Time) string {
