@@ -45,6 +45,7 @@ log "main module tests"
 go test -count=1 -timeout 30m ./...
 log "SDK module tests"
 (cd sdk && go test -count=1 -timeout 20m ./...)
+log "fuzz targets, ${DDI_FUZZTIME:-3s} each (docs/fuzzing.md)"; hack/fuzz.sh
 log "examples (against the real ddi binary)"
 mkdir -p "$DDI_CACHE/bin"
 go build -o "$DDI_CACHE/bin/ddi" ./cmd/ddi
