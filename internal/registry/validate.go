@@ -79,7 +79,13 @@ func NormalizeProvider(p *Provider) {
 		p.Namespace = DefaultNamespace
 	}
 	p.Type = CanonicalType(p.Type)
-	p.Version = strings.TrimPrefix(strings.TrimSpace(p.Version), "v")
+	// One leading "v" before the major version goes ("v1.4.0"); a second
+	// one stays, so that ValidateProvider refuses "vv1.4.0" instead of
+	// storing "v1.4.0".
+	p.Version = strings.TrimSpace(p.Version)
+	if len(p.Version) > 1 && p.Version[0] == 'v' && p.Version[1] >= '0' && p.Version[1] <= '9' {
+		p.Version = p.Version[1:]
+	}
 }
 
 // ValidateProvider checks every field of a provider and returns the first
