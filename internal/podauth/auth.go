@@ -76,7 +76,7 @@ type Options struct {
 	// 20: a pod needs one review per token rotation.
 	ReviewsPerSecond float64
 	ReviewBurst      int
-	Logger   *slog.Logger
+	Logger           *slog.Logger
 }
 
 // Authenticator is a controlplane.Authenticator for sidecars in pods.
