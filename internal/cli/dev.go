@@ -131,7 +131,7 @@ func startControlPlane(ctx context.Context, dataDir, listen string, log *slog.Lo
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	cp := &runningControlPlane{
 		URL:    "http://" + ln.Addr().String(),
-		server: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second},
+		server: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: httpapi.MaxHeaderBytes},
 		store:  store,
 		cancel: cancel,
 		done:   make(chan error, 2),

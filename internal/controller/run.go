@@ -33,6 +33,7 @@ import (
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"ddi.dev/ddi/internal/controlplane"
+	"ddi.dev/ddi/internal/httpapi"
 	"ddi.dev/ddi/internal/podauth"
 	"ddi.dev/ddi/internal/webhook"
 )
@@ -122,12 +123,16 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                              scheme,
-		Logger:                              lr,
-		WebhookServer:                       crwebhook.NewServer(whOpts),
-		HealthProbeBindAddress:              o.HealthAddr,
-		Metrics:                             metricsserver.Options{BindAddress: metricsAddr},
-		LeaderElection:                      o.LeaderElection,
+		Scheme:                 scheme,
+		Logger:                 lr,
+		WebhookServer:          crwebhook.NewServer(whOpts),
+		HealthProbeBindAddress: o.HealthAddr,
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		LeaderElection:         o.LeaderElection,
+		// A replica that stops (a rollout, a deleted pod) hands the Lease
+		// over at once instead of leaving the reconcilers idle until it
+		// expires; the process ends when Run returns.
+		LeaderElectionReleaseOnCancel:       true,
 		LeaderElectionID:                    LeaseName,
 		LeaderElectionNamespace:             o.Namespace,
 		LeaderElectionResourceLockInterface: lock,
@@ -339,7 +344,7 @@ func serveStream(ctx context.Context, addr string, h http.Handler, tlsConf *tls.
 	if listening != nil {
 		listening(ln.Addr().String())
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConf,
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: httpapi.MaxHeaderBytes, TLSConfig: tlsConf,
 		// Failed handshakes (a sidecar without the CA) and other
 		// connection errors, as structured logs.
 		ErrorLog: slog.NewLogLogger(log.With("component", "stream").Handler(), slog.LevelWarn)}

@@ -42,14 +42,16 @@ func (s *Server) admitRegistration(p *registry.Provider) *httpapi.Problem {
 	if p.Owner == "" {
 		return nil
 	}
-	v := s.current.Load()
 	key := p.Key()
-	if cur, ok := v.byKey[key]; ok && cur.Owner == p.Owner {
-		return nil
-	}
 	c := &s.regCap
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// The view is read under the lock: one read before it could miss a
+	// registration whose pending entry a newer view already cleared.
+	v := s.current.Load()
+	if cur, ok := v.byKey[key]; ok && cur.Owner == p.Owner {
+		return nil
+	}
 	held := make(map[string]bool)
 	for _, q := range v.all {
 		if q.Owner == p.Owner {

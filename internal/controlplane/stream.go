@@ -113,6 +113,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	}
 	s.sessions[key] = sess
 	s.byToken[sess.streamToken] = sess
+	s.limitStreams(id.Owner)
 	s.mu.Unlock()
 	s.metrics.streams.Inc()
 	defer func() {
@@ -230,6 +231,31 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 			s.log.Info("sidecar disconnected", "sidecar", hello.SidecarID)
 			return
 		}
+	}
+}
+
+// MaxStreamsPerOwner bounds the streams one owner (a pod on Kubernetes)
+// holds open; a new one beyond it ends the owner's oldest. A pod runs one
+// sidecar; a restarted sidecar's predecessor may linger until its
+// connection times out, so the newest always wins.
+var MaxStreamsPerOwner = 4
+
+// limitStreams ends owner's oldest streams beyond MaxStreamsPerOwner. The
+// caller holds s.mu.
+func (s *Server) limitStreams(owner string) {
+	var mine []*session
+	for _, sess := range s.sessions {
+		if sess.id.Owner == owner {
+			mine = append(mine, sess)
+		}
+	}
+	if len(mine) <= MaxStreamsPerOwner {
+		return
+	}
+	sort.Slice(mine, func(i, j int) bool { return mine[i].connectedAt.Before(mine[j].connectedAt) })
+	for _, old := range mine[:len(mine)-MaxStreamsPerOwner] {
+		old.cancel()
+		s.log.Warn("too many streams for one owner; ending its oldest", "owner", owner, "sidecar", old.sidecarID, "max", MaxStreamsPerOwner)
 	}
 }
 

@@ -10,12 +10,24 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"ddi.dev/ddi/internal/registry"
 )
 
 // MaxBodyBytes bounds every request body.
 const MaxBodyBytes = 1 << 20
+
+// MaxHeaderBytes bounds the request line and headers on every listener
+// (net/http answers 431 beyond it); ddi's own requests need a few hundred
+// bytes, a projected token about one kilobyte.
+const MaxHeaderBytes = 64 << 10
+
+// BodyTimeout bounds the time a client may take to send a JSON body, so
+// a client that trickles bytes (slowloris) cannot hold a handler. The
+// servers' ReadHeaderTimeout bounds the headers the same way.
+var BodyTimeout = 10 * time.Second
 
 // ProblemBase prefixes problem type URIs.
 const ProblemBase = "https://ddi.dev/problems/"
@@ -63,12 +75,20 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // MaxBodyBytes, unknown fields refused, nothing after the value. The error
 // is a 400 (or 413) problem that names the offending field where it can.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) *Problem {
+	// The deadline is cleared afterwards: a stream that goes on answering
+	// after its body must not be cut by it.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(BodyTimeout))
 	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		// The connection is not reused: the server then does not wait
+		// for the rest of a body that may never come.
+		w.Header().Set("Connection", "close")
 		return decodeProblem(err)
 	}
+	_ = rc.SetReadDeadline(time.Time{})
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return NewProblem(http.StatusBadRequest, "malformed-json", "request body holds more than one JSON value")
 	}
@@ -81,7 +101,10 @@ func decodeProblem(err error) *Problem {
 		syntaxErr *json.SyntaxError
 		typeErr   *json.UnmarshalTypeError
 	)
+	var netErr interface{ Timeout() bool }
 	switch {
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return NewProblem(http.StatusRequestTimeout, "body-too-slow", fmt.Sprintf("request body not received within %s: send it at once", BodyTimeout))
 	case errors.As(err, &maxErr):
 		return NewProblem(http.StatusRequestEntityTooLarge, "body-too-large", fmt.Sprintf("request body exceeds %d bytes", maxErr.Limit))
 	case errors.Is(err, io.EOF):
@@ -118,4 +141,29 @@ func ValidationProblem(err error) *Problem {
 		return FieldProblem(fe.Field, err.Error())
 	}
 	return NewProblem(http.StatusBadRequest, "invalid-input", err.Error())
+}
+
+// Gate bounds how many requests of one kind run at once (watches, long
+// polls); Enter beyond the bound is refused with TooBusy's problem.
+type Gate struct {
+	n   atomic.Int64
+	Max int64
+}
+
+// Enter takes a place, or reports false when all are taken.
+func (g *Gate) Enter() bool {
+	if g.n.Add(1) > g.Max {
+		g.n.Add(-1)
+		return false
+	}
+	return true
+}
+
+// Leave gives a place back.
+func (g *Gate) Leave() { g.n.Add(-1) }
+
+// TooBusy is the 429 problem of a full Gate; what names the requests.
+func TooBusy(what string, max int64) *Problem {
+	return NewProblem(http.StatusTooManyRequests, "too-many-requests",
+		fmt.Sprintf("%d %s are open already, the most this listener allows: close one first", max, what))
 }

@@ -70,6 +70,11 @@ func (s *Sidecar) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.writeBinding(w, name)
 		return
 	}
+	if !s.waiters.Enter() {
+		httpapi.WriteProblem(w, httpapi.TooBusy("watches and long polls", s.waiters.Max))
+		return
+	}
+	defer s.waiters.Leave()
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {

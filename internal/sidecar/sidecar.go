@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"ddi.dev/ddi/internal/client"
+	"ddi.dev/ddi/internal/httpapi"
 	"ddi.dev/ddi/internal/protocol"
 	"ddi.dev/ddi/internal/registry"
 )
@@ -34,7 +35,15 @@ type Sidecar struct {
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed when shutdown begins: long polls and watches return
+
+	// waiters bounds the watches and long polls open at once.
+	waiters httpapi.Gate
 }
+
+// MaxWaiters bounds the watches (GET /v1/watch) and long polls
+// (GET /v1/bindings/{name}?wait=) a sidecar holds open at once; one more is
+// refused with 429. A function needs a handful.
+var MaxWaiters int64 = 256
 
 // New validates cfg, applies its defaults and builds a Sidecar. It does no
 // I/O besides reading CAFile.
@@ -59,6 +68,7 @@ func New(cfg Config, logger *slog.Logger) (*Sidecar, error) {
 		deps:    make(map[string]registry.Dependency, len(cfg.Dependencies)),
 		closing: make(chan struct{}),
 	}
+	s.waiters.Max = MaxWaiters
 	for _, d := range cfg.Dependencies {
 		s.deps[d.Alias] = d
 	}
@@ -150,6 +160,7 @@ func (s *Sidecar) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    httpapi.MaxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"ddi.dev/ddi/internal/httpapi"
 	"ddi.dev/ddi/internal/registry"
 )
 
@@ -18,6 +19,11 @@ var keepaliveInterval = 15 * time.Second
 // per current binding and one "unbound" event per unresolved dependency,
 // then one event per change. Event ids are binding revisions.
 func (s *Sidecar) handleWatch(w http.ResponseWriter, r *http.Request) {
+	if !s.waiters.Enter() {
+		httpapi.WriteProblem(w, httpapi.TooBusy("watches and long polls", s.waiters.Max))
+		return
+	}
+	defer s.waiters.Leave()
 	rc := http.NewResponseController(w)
 	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 	h := w.Header()

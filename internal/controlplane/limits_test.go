@@ -1,0 +1,71 @@
+package controlplane_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"ddi.dev/ddi/internal/controlplane"
+	"ddi.dev/ddi/internal/protocol"
+	"ddi.dev/ddi/internal/registry"
+	"ddi.dev/ddi/internal/registry/bolt"
+)
+
+// onePod is an Authenticator for which every caller is the same pod, as
+// every sidecar id sent with one pod's token is on Kubernetes.
+type onePod struct{ controlplane.Trusting }
+
+func (onePod) Identify(ctx context.Context, r *http.Request, h *protocol.Hello) (controlplane.Identity, error) {
+	id, err := controlplane.Trusting{}.Identify(ctx, r, h)
+	id.Owner = "pod:shop/orders-1"
+	return id, err
+}
+
+// TestStreamsPerOwnerBounded: one owner opening more streams than
+// MaxStreamsPerOwner keeps only its newest ones; the oldest end.
+func TestStreamsPerOwnerBounded(t *testing.T) {
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "registry.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := controlplane.New(controlplane.Options{Store: store, Auth: onePod{}, Heartbeat: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = srv.Run(ctx); close(done) }()
+	<-srv.Ready()
+	hs := httptest.NewServer(srv.Handler())
+	// Cleanups run last-in first-out: the streams (registered by
+	// openStream, later) end before the server closes.
+	t.Cleanup(func() { cancel(); <-done; hs.Close(); store.Close() })
+	e := &env{store: store, srv: srv, http: hs}
+
+	var streams []*stream
+	for i := range controlplane.MaxStreamsPerOwner + 2 {
+		s := openStream(t, e, protocol.Hello{SidecarID: "sc-" + string(rune('a'+i)), Consumer: registry.Consumer{Name: "orders"}})
+		s.next(t) // the first snapshot
+		streams = append(streams, s)
+	}
+	ended := func(s *stream) bool {
+		select {
+		case _, ok := <-s.msgs:
+			return !ok
+		case <-time.After(500 * time.Millisecond):
+			return false
+		}
+	}
+	for i, s := range streams {
+		want := i < 2
+		if got := ended(s); got != want {
+			t.Errorf("stream %d of %d ended = %v, want %v (the oldest beyond %d end)", i+1, len(streams), got, want, controlplane.MaxStreamsPerOwner)
+		}
+	}
+	if n := len(srv.Sidecars()); n != controlplane.MaxStreamsPerOwner {
+		t.Errorf("open streams = %d, want %d", n, controlplane.MaxStreamsPerOwner)
+	}
+}
