@@ -43,12 +43,21 @@ for mod in . sdk; do
     pkg=.$rel
     log "$name in $mod$rel for $FUZZTIME"
     out=$(mktemp)
+    corpus="$dir/testdata/fuzz/$name"
+    before=$(ls "$corpus" 2>/dev/null || true)
     start=$SECONDS
     result=ok
     if ! go -C "$mod" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$MINIMIZE" "$pkg" >"$out" 2>&1; then
-      result=FAIL
-      failed+=("$name")
-      cat "$out" >&2
+      if [ "$(ls "$corpus" 2>/dev/null || true)" = "$before" ] && grep -q '^    context deadline exceeded$' "$out" &&
+        ! grep -q 'Failing input written' "$out"; then
+        # go.dev/issue/75804 (fixed in Go 1.27): the -fuzztime deadline
+        # can surface as a failure with no failing input. Nothing found.
+        result="ok (go#75804)"
+      else
+        result=FAIL
+        failed+=("$name")
+        cat "$out" >&2
+      fi
     fi
     execs=$(grep -o 'execs: [0-9]*' "$out" | tail -1 | cut -d' ' -f2 || true)
     summary+=("$(printf '%-22s %-26s %6ss %12s  %s' "$name" "$mod$rel" $((SECONDS - start)) "${execs:-?}" "$result")")
