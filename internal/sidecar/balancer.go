@@ -10,7 +10,8 @@ import (
 
 // Passive outlier ejection: an endpoint that fails ejectAfter consecutive
 // times (a connection failure or a 5xx) is skipped for ejectBase, doubling
-// on every further ejection up to ejectMax; one success resets it.
+// on every further ejection up to ejectMax, as long as another endpoint is
+// available; one success ends the ejection and resets the doubling.
 const (
 	ejectAfter = 5
 	ejectBase  = 10 * time.Second
@@ -35,13 +36,17 @@ type endpoint struct {
 // available reports whether the endpoint is not ejected at now.
 func (e *endpoint) available(now int64) bool { return e.ejectedUntil.Load() <= now }
 
-// succeeded resets the failure streak and the ejection backoff.
+// succeeded resets the failure streak and the ejection backoff, and ends
+// an ejection (a retry may reach an ejected endpoint, see pick).
 func (e *endpoint) succeeded() {
 	if e.failures.Load() != 0 {
 		e.failures.Store(0)
 	}
 	if e.ejections.Load() != 0 {
 		e.ejections.Store(0)
+	}
+	if e.ejectedUntil.Load() != 0 {
+		e.ejectedUntil.Store(0)
 	}
 }
 
@@ -68,21 +73,30 @@ type pool struct {
 	counters  *invokeCounterSet // the dependency's invoke results
 }
 
-// pick returns the next endpoint in round-robin order that is available
-// and not in tried, or nil.
+// pick returns the next endpoint in round-robin order that is not in
+// tried and not ejected; when every endpoint not in tried is ejected, the
+// first of them anyway; nil when all were tried. Ejection steers requests
+// away from an endpoint while another is available; it never fails a
+// request by itself, since an ejected endpoint may have recovered (as
+// Envoy's panic threshold does).
 func (p *pool) pick(now int64, tried []*endpoint) *endpoint {
 	n := uint32(len(p.endpoints))
 	if n == 0 {
 		return nil
 	}
 	start := p.next.Add(1) - 1
+	var ejected *endpoint
 	for i := range n {
 		e := p.endpoints[(start+i)%n]
-		if e.available(now) && !contains(tried, e) {
+		switch {
+		case contains(tried, e):
+		case e.available(now):
 			return e
+		case ejected == nil:
+			ejected = e
 		}
 	}
-	return nil
+	return ejected
 }
 
 func contains(list []*endpoint, e *endpoint) bool {
