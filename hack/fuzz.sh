@@ -17,7 +17,9 @@ cd "$REPO"
 export GOTOOLCHAIN=local GOFLAGS=${GOFLAGS:--buildvcs=false}
 FUZZTIME=${DDI_FUZZTIME:-3s}
 # Minimizing every input that finds new coverage costs most of a short
-# run; a failing input is kept either way.
+# run; a failing input is kept either way. (-timeout 0 below: go test's
+# default 10m would end a longer DDI_FUZZTIME; the fuzzing coordinator
+# stops at DDI_FUZZTIME and reports a hung input itself.)
 MINIMIZE=${DDI_FUZZMINIMIZETIME:-0s}
 ONLY=${DDI_FUZZ:-.}
 
@@ -47,7 +49,7 @@ for mod in . sdk; do
     before=$(ls "$corpus" 2>/dev/null || true)
     start=$SECONDS
     result=ok
-    if ! go -C "$mod" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$MINIMIZE" "$pkg" >"$out" 2>&1; then
+    if ! go -C "$mod" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$MINIMIZE" -timeout 0 "$pkg" >"$out" 2>&1; then
       if [ "$(ls "$corpus" 2>/dev/null || true)" = "$before" ] && grep -q '^    context deadline exceeded$' "$out" &&
         ! grep -q 'Failing input written' "$out"; then
         # go.dev/issue/75804 (fixed in Go 1.27): the -fuzztime deadline
@@ -65,12 +67,12 @@ for mod in . sdk; do
   done < <(targets "$mod")
 done
 
-printf '%-22s %-26s %7s %12s  %s\n' TARGET PACKAGE TIME EXECS RESULT >&2
-printf '%s\n' "${summary[@]}" >&2
 if [ ${#summary[@]} -eq 0 ]; then
   log "no fuzz target matches DDI_FUZZ=$ONLY"
   exit 1
 fi
+printf '%-22s %-26s %7s %12s  %s\n' TARGET PACKAGE TIME EXECS RESULT >&2
+printf '%s\n' "${summary[@]}" >&2
 if [ ${#failed[@]} -gt 0 ]; then
   log "failed: ${failed[*]} (failing inputs are in the packages' testdata/fuzz; see docs/fuzzing.md)"
   exit 1
