@@ -307,12 +307,16 @@ func (rg *registrar) stopRenewer(reg *registration) {
 	}
 }
 
-// renew extends the lease every ttl/3. When the control plane says the
-// provider is gone (its lease lapsed while the control plane was away), it
-// registers it again.
+// renew extends the lease every ttl/3. A failed renewal is retried sooner
+// (after 250 ms, doubling up to ttl/3), so that a control plane that was
+// away for most of a lease still gets a renewal before it ends. When the
+// control plane says the provider is gone (its lease lapsed while the
+// control plane was away), it registers it again.
 func (rg *registrar) renew(ctx context.Context, name string, reg *registration) {
 	interval := reg.ttl / 3
-	t := time.NewTicker(interval)
+	next := interval
+	retry := min(250*time.Millisecond, interval)
+	t := time.NewTimer(next)
 	defer t.Stop()
 	for {
 		select {
@@ -327,10 +331,15 @@ func (rg *registrar) renew(ctx context.Context, name string, reg *registration) 
 			_, _, err = rg.client.PutProvider(cctx, reg.provider)
 		}
 		cancel()
+		next = interval
 		if err != nil && ctx.Err() == nil {
 			rg.metrics.renewFailures.Inc()
-			rg.log.Warn("lease renewal failed", "provider", registry.Key(rg.namespace, name), "err", err)
+			rg.log.Warn("lease renewal failed", "provider", registry.Key(rg.namespace, name), "err", err, "retry_in", retry)
+			next, retry = retry, min(2*retry, interval)
+		} else {
+			retry = min(250*time.Millisecond, interval)
 		}
+		t.Reset(next)
 	}
 }
 
