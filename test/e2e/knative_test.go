@@ -66,6 +66,9 @@ func TestKnative(t *testing.T) {
 	rep.Steps = append(rep.Steps, step("deploy the functions", t0))
 
 	const frontendHost = "frontend.ddi-demo.example.com"
+	// greeterToken is the Secret examples/knative/greeter-provider.yaml
+	// references.
+	const greeterToken = "greeter-token-5e1f0c9a"
 	route := c.ingress + "/"
 	client := &http.Client{Timeout: 30 * time.Second}
 
@@ -100,10 +103,30 @@ func TestKnative(t *testing.T) {
 			"greeter/uri":      addr,
 			"greeter/host":     strings.TrimPrefix(addr, "http://"),
 			"greeter/port":     "80",
+			// A secret file (mode 0640, group = the pod's fsGroup), read by
+			// frontend running as user 1000, not the sidecar's 65532.
+			"greeter/token": greeterToken,
 		}
 		for k, v := range want {
 			if files[k] != v {
 				t.Errorf("binding file %s = %q, want %q (all files: %v)", k, files[k], v, files)
+			}
+		}
+	})
+
+	t.Run("greeter's token appears in no log, Event or status", func(t *testing.T) {
+		pod := c.frontendPod(t)
+		places := map[string]string{
+			"frontend's sidecar log":       c.containerLogs(t, "ddi-demo", pod.Name, "ddi-sidecar"),
+			"Events":                       c.kubectlRun(t, "get", "events", "-A", "-o", "json"),
+			"Providers and DependencySets": c.kubectlRun(t, "get", "providers.ddi.dev,dependencysets.ddi.dev", "-A", "-o", "json"),
+		}
+		for _, p := range c.pods(t, "ddi-system", controllerSelector) {
+			places["controller log "+p.Name] = c.containerLogs(t, "ddi-system", p.Name, "controller")
+		}
+		for where, text := range places {
+			if strings.Contains(text, greeterToken) {
+				t.Errorf("greeter's token appears in %s", where)
 			}
 		}
 	})
