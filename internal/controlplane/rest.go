@@ -26,6 +26,12 @@ func (s *Server) routes(mux *http.ServeMux) {
 		}
 		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"sidecars": s.sidecars(caller)})
 	})
+	// Everything else: a problem document like every other answer, not
+	// the mux's plain text.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "not-found",
+			"no route for "+r.Method+" "+r.URL.Path+": see docs/kubernetes.md and docs/protocol.md for the control plane's routes"))
+	})
 	mux.HandleFunc("POST "+protocol.StreamPath, s.handleStream)
 	mux.HandleFunc("POST "+protocol.AckPath, s.handleAck)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

@@ -334,3 +334,19 @@ func TestStreamBadHello(t *testing.T) {
 }
 
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestUnknownRouteIsAProblem: a path no route matches gets a problem
+// document, as every other answer of the API.
+func TestUnknownRouteIsAProblem(t *testing.T) {
+	e := newEnv(t)
+	for _, path := range []string{"/v1/nothing", "/v1/providers/x/%2F/renew"} {
+		resp, err := http.Get(e.http.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("GET %s = %d %s, want 404 application/problem+json", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
+}
