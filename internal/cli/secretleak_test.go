@@ -1,23 +1,18 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"ddi.dev/ddi/internal/leaktest"
 )
 
 // TestSecretsDoNotLeakLocally runs the released commands against a local
@@ -31,15 +26,15 @@ import (
 // canaries were in play.
 func TestSecretsDoNotLeakLocally(t *testing.T) {
 	canaries := map[string]string{
-		"db password":            canary(),
-		"db token (secret file)": canary(),
-		"vault key":              canary(),
-		"registered password":    canary(),
-		"refused URL password":   canary(),
-		"refused secret flag":    canary(),
-		"refused registration":   canary(),
+		"db password":            leaktest.Canary(),
+		"db token (secret file)": leaktest.Canary(),
+		"vault key":              leaktest.Canary(),
+		"registered password":    leaktest.Canary(),
+		"refused URL password":   leaktest.Canary(),
+		"refused secret flag":    leaktest.Canary(),
+		"refused registration":   leaktest.Canary(),
 	}
-	var cpLog syncBuffer
+	var cpLog leaktest.Buffer
 	cp := startLoggedControlPlane(t, &cpLog)
 
 	var outputs []leakSource
@@ -158,7 +153,7 @@ func TestSecretsDoNotLeakLocally(t *testing.T) {
 		}
 		outputs = append(outputs, leakSource{name: "other GET /v1/bindings/" + name, text: body})
 	}
-	outputs = append(outputs, leakSource{name: "other's binding files", text: treeText(t, other.root)})
+	outputs = append(outputs, leakSource{name: "other's binding files", text: leaktest.TreeText(t, other.root)})
 
 	// What the control plane shows, in every format.
 	for _, format := range []string{"table", "json", "yaml"} {
@@ -221,7 +216,7 @@ func TestSecretsDoNotLeakLocally(t *testing.T) {
 	for _, src := range outputs {
 		t.Run(src.name, func(t *testing.T) {
 			for what, c := range canaries {
-				if form, at := findCanary(src.text, c); form != "" {
+				if form, at := leaktest.Find(src.text, c); form != "" {
 					t.Errorf("%s holds the %s (%s): %q, want no secret value", src.name, what, form, at)
 				}
 			}
@@ -231,48 +226,6 @@ func TestSecretsDoNotLeakLocally(t *testing.T) {
 
 // leakSource is text that must hold no secret.
 type leakSource struct{ name, text string }
-
-// canary returns a unique secret value that appears nowhere by chance.
-func canary() string {
-	return "cnry" + strings.ToLower(rand.Text())
-}
-
-// findCanary reports how text holds c, in clear, base64 encoded as a
-// []byte field would be, in hex or printed as bytes, and the text around it; "" if it does not.
-func findCanary(text, c string) (form, at string) {
-	for _, f := range []struct{ name, value string }{
-		{name: "in clear", value: c},
-		{name: "base64", value: base64.StdEncoding.EncodeToString([]byte(c))},
-		{name: "base64 unpadded", value: base64.RawStdEncoding.EncodeToString([]byte(c))},
-		{name: "base64url", value: base64.RawURLEncoding.EncodeToString([]byte(c))},
-		{name: "hex", value: hex.EncodeToString([]byte(c))},
-		{name: "as bytes", value: strings.Trim(fmt.Sprint([]byte(c)), "[]")},
-	} {
-		if i := strings.Index(text, f.value); i >= 0 {
-			return f.name, text[max(0, i-120):min(len(text), i+len(f.value)+60)]
-		}
-	}
-	return "", ""
-}
-
-// syncBuffer is a bytes.Buffer that loggers on several goroutines may
-// write while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // startLoggedControlPlane starts a local control plane that logs to w at
 // debug level.
@@ -291,7 +244,7 @@ func startLoggedControlPlane(t *testing.T, w io.Writer) string {
 // background.
 type function struct {
 	addr, root     string
-	stdout, stderr *syncBuffer
+	stdout, stderr *leaktest.Buffer
 	stopFile       string
 	done           chan error
 	stopped        bool
@@ -305,8 +258,8 @@ func startFunction(t *testing.T, cp, name string, flags ...string) *function {
 	dir := t.TempDir()
 	f := &function{
 		root:     filepath.Join(dir, "bindings"),
-		stdout:   &syncBuffer{},
-		stderr:   &syncBuffer{},
+		stdout:   &leaktest.Buffer{},
+		stderr:   &leaktest.Buffer{},
 		stopFile: filepath.Join(dir, "stop"),
 		done:     make(chan error, 1),
 	}
@@ -387,29 +340,4 @@ func waitFileContent(t *testing.T, path, want string) string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// treeText is every file name and content under root, as one text.
-func treeText(t *testing.T, root string) string {
-	t.Helper()
-	var sb strings.Builder
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		sb.WriteString(path + "\n")
-		if d.Type().IsRegular() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			sb.Write(b)
-			sb.WriteString("\n")
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("read %s: %v", root, err)
-	}
-	return sb.String()
 }

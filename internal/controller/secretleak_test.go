@@ -1,11 +1,7 @@
 package controller_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +25,7 @@ import (
 	"ddi.dev/ddi/api/v1alpha1"
 	"ddi.dev/ddi/internal/controller"
 	"ddi.dev/ddi/internal/kubetest"
+	"ddi.dev/ddi/internal/leaktest"
 	"ddi.dev/ddi/internal/registry"
 	"ddi.dev/ddi/internal/sidecar"
 )
@@ -44,12 +41,12 @@ import (
 // they were in play.
 func TestSecretsDoNotLeakOnKubernetes(t *testing.T) {
 	canaries := map[string]string{
-		"db username":         canary(),
-		"db password":         canary(),
-		"rotated db password": canary(),
-		"registered password": canary(),
+		"db username":         leaktest.Canary(),
+		"db password":         leaktest.Canary(),
+		"rotated db password": leaktest.Canary(),
+		"registered password": leaktest.Canary(),
 	}
-	var ctrlLog lockedBuffer
+	var ctrlLog leaktest.Buffer
 	cp := kubetest.RunControlPlane(t, kubetest.Options{
 		Logger:     slog.New(slog.NewTextHandler(&ctrlLog, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Controller: func(o *controller.Options) { o.SecretPoll = 500 * time.Millisecond },
@@ -91,7 +88,7 @@ func TestSecretsDoNotLeakOnKubernetes(t *testing.T) {
 		}})
 	}
 
-	var ordersLog, otherLog lockedBuffer
+	var ordersLog, otherLog leaktest.Buffer
 	ordersSC := startPodSidecar(t, cp, orders, &ordersLog)
 	otherSC := startPodSidecar(t, cp, other, &otherLog)
 
@@ -196,7 +193,7 @@ func TestSecretsDoNotLeakOnKubernetes(t *testing.T) {
 		}
 		sources = append(sources, leakSource{name: "other GET /v1/bindings/" + name, text: body})
 	}
-	sources = append(sources, leakSource{name: "other's binding files", text: fileTree(t, otherSC.root)})
+	sources = append(sources, leakSource{name: "other's binding files", text: leaktest.TreeText(t, otherSC.root)})
 	for _, m := range []struct {
 		name, url string
 		hc        *http.Client
@@ -232,7 +229,7 @@ func TestSecretsDoNotLeakOnKubernetes(t *testing.T) {
 	}
 	for _, l := range []struct {
 		name      string
-		buf       *lockedBuffer
+		buf       *leaktest.Buffer
 		wantDebug bool
 	}{
 		{name: "controller log", buf: &ctrlLog, wantDebug: true},
@@ -249,7 +246,7 @@ func TestSecretsDoNotLeakOnKubernetes(t *testing.T) {
 	for _, src := range sources {
 		t.Run(src.name, func(t *testing.T) {
 			for what, c := range canaries {
-				if form, at := findCanary(src.text, c); form != "" {
+				if form, at := leaktest.Find(src.text, c); form != "" {
 					t.Errorf("%s holds the %s (%s): %q, want no secret value", src.name, what, form, at)
 				}
 			}
@@ -259,28 +256,6 @@ func TestSecretsDoNotLeakOnKubernetes(t *testing.T) {
 
 // leakSource is text that must hold no secret.
 type leakSource struct{ name, text string }
-
-// canary returns a unique secret value that appears nowhere by chance.
-func canary() string { return "cnry" + strings.ToLower(rand.Text()) }
-
-// findCanary reports how text holds c, in clear, base64 encoded as a
-// []byte field (a Secret's data) would be, in hex or printed as bytes, and the text around it; "" if
-// it does not.
-func findCanary(text, c string) (form, at string) {
-	for _, f := range []struct{ name, value string }{
-		{name: "in clear", value: c},
-		{name: "base64", value: base64.StdEncoding.EncodeToString([]byte(c))},
-		{name: "base64 unpadded", value: base64.RawStdEncoding.EncodeToString([]byte(c))},
-		{name: "base64url", value: base64.RawURLEncoding.EncodeToString([]byte(c))},
-		{name: "hex", value: hex.EncodeToString([]byte(c))},
-		{name: "as bytes", value: strings.Trim(fmt.Sprint([]byte(c)), "[]")},
-	} {
-		if i := strings.Index(text, f.value); i >= 0 {
-			return f.name, text[max(0, i-120):min(len(text), i+len(f.value)+60)]
-		}
-	}
-	return "", ""
-}
 
 func secretHolds(list corev1.SecretList, value string) bool {
 	for _, s := range list.Items {
@@ -306,25 +281,6 @@ func unresolvedReason(l bindingList, name string) string {
 		}
 	}
 	return ""
-}
-
-// lockedBuffer is a bytes.Buffer that loggers on several goroutines may
-// write while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // podSidecar is a sidecar serving p with p's token, as injected.
@@ -418,29 +374,4 @@ func waitContent(t *testing.T, path, want string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// fileTree is every file name and content under root, as one text.
-func fileTree(t *testing.T, root string) string {
-	t.Helper()
-	var sb strings.Builder
-	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		sb.WriteString(path + "\n")
-		if d.Type().IsRegular() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			sb.Write(b)
-			sb.WriteString("\n")
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("read %s: %v", root, err)
-	}
-	return sb.String()
 }
