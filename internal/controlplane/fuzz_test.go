@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ import (
 	"ddi.dev/ddi/internal/controlplane"
 	"ddi.dev/ddi/internal/protocol"
 	"ddi.dev/ddi/internal/registry"
-	"ddi.dev/ddi/internal/registry/bolt"
 )
 
 // The fuzz targets below drive the control plane's real Handler (the
@@ -46,23 +44,7 @@ var fuzzProviders = map[string]string{
 
 func newFuzzEnv(f *testing.F) *fuzzEnv {
 	f.Helper()
-	store, err := bolt.Open(filepath.Join(f.TempDir(), "registry.db"), bolt.Options{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	srv, err := controlplane.New(controlplane.Options{Store: store, Heartbeat: time.Hour})
-	if err != nil {
-		f.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.Run(ctx); close(done) }()
-	<-srv.Ready()
-	f.Cleanup(func() {
-		cancel()
-		<-done
-		store.Close()
-	})
+	store, srv := startServer(f, nil)
 	e := &fuzzEnv{store: store, srv: srv, handler: srv.Handler()}
 	for key := range fuzzProviders {
 		e.restore(f, key)

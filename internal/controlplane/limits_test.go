@@ -3,15 +3,12 @@ package controlplane_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"ddi.dev/ddi/internal/controlplane"
 	"ddi.dev/ddi/internal/protocol"
 	"ddi.dev/ddi/internal/registry"
-	"ddi.dev/ddi/internal/registry/bolt"
 )
 
 // onePod is an Authenticator for which every caller is the same pod, as
@@ -27,23 +24,10 @@ func (onePod) Identify(ctx context.Context, r *http.Request, h *protocol.Hello) 
 // TestStreamsPerOwnerBounded: one owner opening more streams than
 // MaxStreamsPerOwner keeps only its newest ones; the oldest end.
 func TestStreamsPerOwnerBounded(t *testing.T) {
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "registry.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := controlplane.New(controlplane.Options{Store: store, Auth: onePod{}, Heartbeat: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.Run(ctx); close(done) }()
-	<-srv.Ready()
-	hs := httptest.NewServer(srv.Handler())
-	// Cleanups run last-in first-out: the streams (registered by
-	// openStream, later) end before the server closes.
-	t.Cleanup(func() { cancel(); <-done; hs.Close(); store.Close() })
-	e := &env{store: store, srv: srv, http: hs}
+	// The httptest server closes after the streams (cleanups run last-in
+	// first-out; openStream registers its own later).
+	e := newEnvWith(t, func(o *controlplane.Options) { o.Auth = onePod{} })
+	srv := e.srv
 
 	var streams []*stream
 	for i := range controlplane.MaxStreamsPerOwner + 2 {

@@ -4,16 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"ddi.dev/ddi/internal/controlplane"
 	"ddi.dev/ddi/internal/registry"
-	"ddi.dev/ddi/internal/registry/bolt"
 )
 
 // racingStore is a real store whose first Create of a name loses a race:
@@ -40,22 +36,12 @@ func (s *racingStore) Create(ctx context.Context, p registry.Provider) (registry
 // registration that finds, on its create-or-replace retry, a provider it
 // does not own (one declared meanwhile) must not replace it.
 func TestRegistrationRetryDoesNotReplaceAnotherOwner(t *testing.T) {
-	b, err := bolt.Open(filepath.Join(t.TempDir(), "registry.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	store := &racingStore{Store: b}
-	srv, err := controlplane.New(controlplane.Options{Store: store, Heartbeat: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	go func() { _ = srv.Run(ctx) }()
-	<-srv.Ready()
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
+	var b registry.Store
+	e := newEnvWith(t, func(o *controlplane.Options) {
+		b = o.Store
+		o.Store = &racingStore{Store: b}
+	})
+	hs := e.http
 
 	body := `{"type":"http","version":"9.0.0","owner":"sidecar:default/evil@host","lease":{"ttl":"30s"},"endpoints":[{"url":"http://127.0.0.1:6666","ready":true}]}`
 	req, _ := http.NewRequest(http.MethodPut, hs.URL+"/v1/providers/default/greeter", strings.NewReader(body))

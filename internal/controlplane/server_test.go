@@ -27,11 +27,34 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith runs a control plane on a fresh bbolt store, with its
+// options adjusted by opts (which may wrap the store), served by an
+// httptest server; everything stops when the test ends, after the
+// streams the test opened.
+func newEnvWith(t testing.TB, opts func(*controlplane.Options)) *env {
+	t.Helper()
+	store, srv := startServer(t, opts)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return &env{store: store, srv: srv, http: hs}
+}
+
+// startServer runs a control plane on a fresh bbolt store until the test
+// ends, ready (its first listing indexed) when it returns.
+func startServer(t testing.TB, opts func(*controlplane.Options)) (registry.Store, *controlplane.Server) {
+	t.Helper()
 	store, err := bolt.Open(filepath.Join(t.TempDir(), "registry.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := controlplane.New(controlplane.Options{Store: store, Heartbeat: time.Hour})
+	o := controlplane.Options{Store: store, Heartbeat: time.Hour}
+	if opts != nil {
+		opts(&o)
+	}
+	srv, err := controlplane.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,14 +62,12 @@ func newEnv(t *testing.T) *env {
 	done := make(chan struct{})
 	go func() { _ = srv.Run(ctx); close(done) }()
 	<-srv.Ready()
-	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		hs.Close()
 		store.Close()
 	})
-	return &env{store: store, srv: srv, http: hs}
+	return store, srv
 }
 
 func (e *env) do(t *testing.T, method, path, body string) (int, string) {
