@@ -18,11 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"ddi.dev/ddi/internal/controlplane"
 	"ddi.dev/ddi/internal/httpapi"
 	"ddi.dev/ddi/internal/protocol"
 	"ddi.dev/ddi/internal/registry"
-	"ddi.dev/ddi/internal/registry/bolt"
 )
 
 // The fuzz targets below feed the sidecar what reaches it from outside:
@@ -64,34 +62,8 @@ func checkProblem(t *testing.T, what string, code int, body []byte, allowed5xx .
 	}
 }
 
-// fuzzControlPlane runs the control plane of `ddi dev` for a fuzz worker.
-func fuzzControlPlane(f *testing.F) (string, registry.Store) {
-	f.Helper()
-	store, err := bolt.Open(filepath.Join(f.TempDir(), "registry.db"), bolt.Options{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	srv, err := controlplane.New(controlplane.Options{Store: store, Heartbeat: time.Hour})
-	if err != nil {
-		f.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.Run(ctx); close(done) }()
-	<-srv.Ready()
-	hs := httptest.NewServer(srv.Handler())
-	f.Cleanup(func() {
-		hs.CloseClientConnections()
-		hs.Close()
-		cancel()
-		<-done
-		store.Close()
-	})
-	return hs.URL, store
-}
-
 func FuzzRegister(f *testing.F) {
-	cpURL, store := fuzzControlPlane(f)
+	cpURL, store := startRealControlPlane(f)
 	ctx := context.Background()
 	// A declared provider and another function's registration: both names
 	// are refused.

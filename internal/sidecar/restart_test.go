@@ -17,7 +17,7 @@ import (
 
 // startRealControlPlane runs the control plane of `ddi dev` (the trusting
 // authenticator, a bbolt store) until the test ends.
-func startRealControlPlane(t *testing.T) (string, registry.Store) {
+func startRealControlPlane(t testing.TB) (string, registry.Store) {
 	t.Helper()
 	store, err := bolt.Open(filepath.Join(t.TempDir(), "registry.db"), bolt.Options{})
 	if err != nil {
