@@ -24,26 +24,70 @@ const (
 // whatever its pods say; otherwise a pod that says "true", or any pod in a
 // namespace labelled ddi.dev/inject=enabled, is injected.
 func Decide(namespaceLabels map[string]string, pod *corev1.Pod) (inject bool, reason string) {
+	d := Evaluate(namespaceLabels, pod)
+	return d.Inject, d.Reason
+}
+
+// Decision is the whole of what Evaluate decides about a pod.
+type Decision struct {
+	// Inject says whether the pod gets the sidecar.
+	Inject bool
+	// Reason says why, as Decide's reason does.
+	Reason string
+	// Asked says whether the pod or its namespace expressed any wish
+	// about injection: ddi.dev/inject on the namespace, or on the pod as
+	// a label or annotation, or the pod's dependencies annotation. A pod
+	// that asked and is skipped deserves to be told why; a pod in a
+	// namespace that never heard of ddi does not.
+	Asked bool
+	// Injected says whether the pod already carries the sidecar, as on a
+	// reinvocation after another webhook changed it.
+	Injected bool
+}
+
+// Evaluate decides as Decide does, and also reports whether the pod asked
+// for injection and whether it is already injected: the webhook uses these
+// to choose the pods it tells why they were skipped.
+func Evaluate(namespaceLabels map[string]string, pod *corev1.Pod) Decision {
 	d := decide(namespaceLabels, pod)
+	out := Decision{Inject: d.inject, Reason: d.reason, Asked: asked(namespaceLabels, pod), Injected: d.injected}
 	if d.invalid != nil {
-		return false, d.invalid.Error()
+		out.Inject, out.Reason = false, d.invalid.Error()
 	}
-	return d.inject, d.reason
+	return out
 }
 
 type decision struct {
 	inject bool
 	reason string
+	// injected is set when the pod already carries the sidecar.
+	injected bool
 	// invalid is set when the pod's opt-in value is not understood.
 	invalid error
 }
 
+// asked reports whether the pod or its namespace expressed any wish about
+// injection (see Decision.Asked).
+func asked(namespaceLabels map[string]string, pod *corev1.Pod) bool {
+	if _, ok := namespaceLabels[KeyInject]; ok {
+		return true
+	}
+	if _, ok := pod.Labels[KeyInject]; ok {
+		return true
+	}
+	if _, ok := pod.Annotations[KeyInject]; ok {
+		return true
+	}
+	_, ok := pod.Annotations[AnnotationDependencies]
+	return ok
+}
+
 func decide(namespaceLabels map[string]string, pod *corev1.Pod) decision {
 	if v, ok := pod.Annotations[AnnotationInjectedVersion]; ok {
-		return decision{reason: fmt.Sprintf("already injected (annotation %s=%s)", AnnotationInjectedVersion, v)}
+		return decision{injected: true, reason: fmt.Sprintf("already injected (annotation %s=%s)", AnnotationInjectedVersion, v)}
 	}
 	if hasSidecar(&pod.Spec) {
-		return decision{reason: fmt.Sprintf("already injected (the pod has a container named %s)", SidecarName)}
+		return decision{injected: true, reason: fmt.Sprintf("already injected (the pod has a container named %s)", SidecarName)}
 	}
 	optIn, where, err := podOptIn(pod)
 	if err != nil {

@@ -266,13 +266,13 @@ func (h *Handler) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 		h.log.Error("namespace lookup failed", "namespace", ns, "err", err)
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("ddi webhook: read labels of namespace %s: %w", ns, err)), nil
 	}
-	ok, why := inject.Decide(nsLabels, &pod)
-	if !ok {
-		if asked(nsLabels, &pod) && !injected(&pod) {
-			note := "ddi sidecar not injected: " + why
-			return admission.Allowed(why).WithWarnings(note), skipEvent(ns, &pod, corev1.EventTypeNormal, ReasonSkipped, note)
+	d := inject.Evaluate(nsLabels, &pod)
+	if !d.Inject {
+		if d.Asked && !d.Injected {
+			note := "ddi sidecar not injected: " + d.Reason
+			return admission.Allowed(d.Reason).WithWarnings(note), skipEvent(ns, &pod, corev1.EventTypeNormal, ReasonSkipped, note)
 		}
-		return admission.Allowed(why), nil
+		return admission.Allowed(d.Reason), nil
 	}
 	cfg := h.cfg
 	if h.native != nil {
@@ -293,39 +293,6 @@ func (h *Handler) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encode injected pod: %w", err)), nil
 	}
 	return admission.PatchResponseFromRaw(req.Object.Raw, raw), nil
-}
-
-// asked reports whether the pod or its namespace expressed any wish about
-// injection. Only such pods get an Event when they are skipped; a pod in a
-// namespace that never heard of ddi gets none.
-func asked(nsLabels map[string]string, pod *corev1.Pod) bool {
-	if _, ok := nsLabels[inject.KeyInject]; ok {
-		return true
-	}
-	if _, ok := pod.Labels[inject.KeyInject]; ok {
-		return true
-	}
-	if _, ok := pod.Annotations[inject.KeyInject]; ok {
-		return true
-	}
-	_, ok := pod.Annotations[inject.AnnotationDependencies]
-	return ok
-}
-
-// injected reports whether the pod already carries the sidecar, as on a
-// reinvocation after another webhook changed it.
-func injected(pod *corev1.Pod) bool {
-	if _, ok := pod.Annotations[inject.AnnotationInjectedVersion]; ok {
-		return true
-	}
-	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
-		for i := range cs {
-			if cs[i].Name == inject.SidecarName {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // skipEvent returns the Event for a skipped pod, about the pod's
