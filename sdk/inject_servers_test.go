@@ -17,13 +17,13 @@ import (
 
 	ddi "ddi.dev/ddi/sdk"
 	"ddi.dev/ddi/sdk/dditest"
-	"ddi.dev/ddi/sdk/internal/testservers"
+	"ddi.dev/ddi/sdk/dditest/testservers"
 	_ "ddi.dev/ddi/sdk/nats"
 	_ "ddi.dev/ddi/sdk/postgres"
 	_ "ddi.dev/ddi/sdk/redis"
 )
 
-// These tests use real servers (see internal/testservers); go test -short
+// These tests use real servers (see dditest/testservers); go test -short
 // skips them.
 
 const secretPW = "s3cret-pw-never-logged"

@@ -15,7 +15,7 @@ import (
 
 	ddi "ddi.dev/ddi/sdk"
 	"ddi.dev/ddi/sdk/dditest"
-	"ddi.dev/ddi/sdk/internal/testservers"
+	"ddi.dev/ddi/sdk/dditest/testservers"
 	"ddi.dev/ddi/sdk/postgres"
 )
 

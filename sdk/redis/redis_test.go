@@ -13,7 +13,7 @@ import (
 
 	ddi "ddi.dev/ddi/sdk"
 	"ddi.dev/ddi/sdk/dditest"
-	"ddi.dev/ddi/sdk/internal/testservers"
+	"ddi.dev/ddi/sdk/dditest/testservers"
 	_ "ddi.dev/ddi/sdk/redis"
 )
 

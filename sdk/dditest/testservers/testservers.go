@@ -1,13 +1,15 @@
 // Package testservers starts throwaway PostgreSQL, Redis and NATS servers
-// for the SDK's integration tests: real Debian binaries, free loopback
-// ports, data in t.TempDir(), stopped in t.Cleanup.
+// for integration tests: real Debian binaries, free loopback ports, data in
+// t.TempDir(), stopped in t.Cleanup. The SDK's tests use it, and so do the
+// main module's tests that run binding-file readers against files the real
+// sidecar writes (which is why it is not under sdk/internal).
 //
 // The tests that use it run by default and are skipped only with
 // `go test -short`. When a server binary is missing they fail with the name
 // of the Debian package to install (apt-get install -y postgresql
 // redis-server nats-server); they never skip silently.
 //
-// It is for tests only.
+// It is for tests only; it must not be imported by non-test code.
 package testservers
 
 import (

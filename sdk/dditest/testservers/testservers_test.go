@@ -1,7 +1,7 @@
 package testservers_test
 
 import (
-	"ddi.dev/ddi/sdk/internal/testservers"
+	"ddi.dev/ddi/sdk/dditest/testservers"
 	"testing"
 )
 
