@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"ddi.dev/ddi/sdk/backoff"
 )
 
 // cache is the Client's in-memory copy of the function's bindings, kept
@@ -99,11 +101,12 @@ func (c *Client) keepCache(ctx context.Context, run *cacheRun) {
 			close(run.synced)
 		}
 	}
-	b := newBackoff()
+	// Reconnects wait 50ms doubling to 2s.
+	b := &backoff.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}
 	for ctx.Err() == nil {
-		err := c.syncOnce(ctx, func() { b.reset(); signal(nil) })
+		err := c.syncOnce(ctx, func() { b.Reset(); signal(nil) })
 		signal(err)
-		if !b.wait(ctx) {
+		if !b.Wait(ctx) {
 			break
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"ddi.dev/ddi/sdk/backoff"
 )
 
 // Event kinds sent by the sidecar's /v1/watch stream.
@@ -103,7 +105,8 @@ func (c *Client) startWatch(ctx context.Context, name string) (*watcher, error) 
 }
 
 func (w *watcher) run(ctx context.Context, fn func(Event)) {
-	backoff := newBackoff()
+	// Reconnects wait 50ms doubling to 2s.
+	backoff := &backoff.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}
 	for {
 		if w.body != nil {
 			_ = readEvents(ctx, w.body, func(ev Event) {
@@ -118,13 +121,13 @@ func (w *watcher) run(ctx context.Context, fn func(Event)) {
 					return // repeated by a reconnect
 				}
 				w.seen[ev.Name] = rev
-				backoff.reset()
+				backoff.Reset()
 				fn(ev)
 			})
 			w.body.Close()
 			w.body = nil
 		}
-		if !backoff.wait(ctx) {
+		if !backoff.Wait(ctx) {
 			return
 		}
 		body, err := w.c.openWatch(ctx)
@@ -219,24 +222,4 @@ func decodeEvent(kind, data string) (Event, bool) {
 		return Event{Kind: EventUnbound, Name: u.Name, Unresolved: u}, true
 	}
 	return Event{}, false
-}
-
-// backoff spaces reconnect attempts: 50 ms doubling to 2 s.
-type backoff struct{ d time.Duration }
-
-func newBackoff() *backoff { return &backoff{d: 50 * time.Millisecond} }
-
-func (b *backoff) reset() { b.d = 50 * time.Millisecond }
-
-// wait sleeps for the current delay and doubles it; false if ctx ended.
-func (b *backoff) wait(ctx context.Context) bool {
-	t := time.NewTimer(b.d)
-	defer t.Stop()
-	b.d = min(b.d*2, 2*time.Second)
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"ddi.dev/ddi/internal/registry"
+	"ddi.dev/ddi/sdk/backoff"
 )
 
 // Options configure a Server. Store is required; the rest have defaults.
@@ -117,7 +118,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.secretPoll > 0 {
 		go s.pollSecrets(ctx)
 	}
-	backoff := 100 * time.Millisecond
+	// Lists are retried after 100ms doubling to 5s.
+	retry := &backoff.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		err := s.sync(ctx)
 		if ctx.Err() != nil {
@@ -128,13 +130,13 @@ func (s *Server) Run(ctx context.Context) error {
 			s.mu.Unlock()
 			return nil
 		}
-		s.log.Warn("store watch ended; listing again", "err", err, "backoff", backoff)
+		delay := retry.Next()
+		s.log.Warn("store watch ended; listing again", "err", err, "backoff", delay)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(backoff):
+		case <-time.After(delay):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"ddi.dev/ddi/internal/client"
 	"ddi.dev/ddi/internal/protocol"
+	"ddi.dev/ddi/sdk/backoff"
 )
 
 // streamer keeps the cache in step with the control plane: it holds one
@@ -73,7 +73,7 @@ func (st *streamer) setConnected(ok bool, reason string) {
 // run streams until ctx ends.
 func (st *streamer) run(ctx context.Context) {
 	st.setConnected(false, "not connected yet")
-	attempt := 0
+	retry := &backoff.Backoff{Min: st.minBackoff, Max: st.maxBackoff, Jitter: true}
 	for {
 		healthy, err := st.session(ctx)
 		if ctx.Err() != nil {
@@ -84,14 +84,13 @@ func (st *streamer) run(ctx context.Context) {
 		if errors.Is(err, errIdentityChanged) {
 			// Not a failure: reconnect at once, keeping the snapshot.
 			st.log.Info("pod labels or annotations changed; reconnecting to be identified again")
-			attempt = 0
+			retry.Reset()
 			continue
 		}
 		if healthy {
-			attempt = 0
+			retry.Reset()
 		}
-		delay := backoff(attempt, st.minBackoff, st.maxBackoff)
-		attempt++
+		delay := retry.Next()
 		st.metrics.reconnects.Inc()
 		st.log.Warn("control plane stream ended; serving the last snapshot", "err", err, "retry_in", delay.Round(time.Millisecond))
 		t := time.NewTimer(delay)
@@ -103,19 +102,6 @@ func (st *streamer) run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
-}
-
-// backoff returns a random delay in [min, min(max, min*2^attempt)] (full
-// jitter above the floor).
-func backoff(attempt int, lo, hi time.Duration) time.Duration {
-	ceil := hi
-	if attempt < 30 {
-		ceil = min(hi, lo<<attempt)
-	}
-	if ceil <= lo {
-		return lo
-	}
-	return lo + rand.N(ceil-lo+1)
 }
 
 // session runs one connection. healthy reports whether it got as far as a

@@ -148,33 +148,6 @@ func metricValue(t *testing.T, url, name string) float64 {
 	return -1
 }
 
-func TestBackoff(t *testing.T) {
-	lo, hi := 100*time.Millisecond, 2*time.Second
-	tests := []struct {
-		attempt  int
-		min, max time.Duration
-	}{
-		{attempt: 0, min: lo, max: lo},
-		{attempt: 1, min: lo, max: 200 * time.Millisecond},
-		{attempt: 3, min: lo, max: 800 * time.Millisecond},
-		{attempt: 10, min: lo, max: hi},
-		{attempt: 100, min: lo, max: hi},
-	}
-	for _, tt := range tests {
-		seen := map[time.Duration]bool{}
-		for range 200 {
-			d := backoff(tt.attempt, lo, hi)
-			if d < tt.min || d > tt.max {
-				t.Fatalf("backoff(%d) = %s, want within [%s, %s]", tt.attempt, d, tt.min, tt.max)
-			}
-			seen[d] = true
-		}
-		if tt.max > tt.min && len(seen) < 10 {
-			t.Errorf("backoff(%d) took %d distinct values in 200 draws, want jitter", tt.attempt, len(seen))
-		}
-	}
-}
-
 func TestStreamBacksOff(t *testing.T) {
 	f := newFakeCP(t)
 	cfg := testConfig(f)

@@ -14,6 +14,7 @@ import (
 
 	"ddi.dev/ddi/api/v1alpha1"
 	"ddi.dev/ddi/internal/registry"
+	"ddi.dev/ddi/sdk/backoff"
 )
 
 // Watch streams every event with a revision greater than fromRevision:
@@ -83,7 +84,8 @@ func (s *Store) resync(ctx context.Context) (int64, error) {
 // revision seen (events or bookmarks) when the server ends the watch, and
 // resyncs when that revision is gone.
 func (s *Store) watchLoop(ctx context.Context, rev int64) {
-	backoff := newBackoff()
+	// Retries wait 100ms doubling to 5s.
+	backoff := &backoff.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
 		w, err := s.c.Watch(ctx, &v1alpha1.ProviderList{}, &client.ListOptions{
 			LabelSelector: s.selector,
@@ -95,7 +97,7 @@ func (s *Store) watchLoop(ctx context.Context, rev int64) {
 			rev, gone, seen = s.consume(ctx, w, rev)
 			w.Stop()
 			if seen {
-				backoff.reset()
+				backoff.Reset()
 			}
 		} else {
 			gone = apierrors.IsResourceExpired(err) || apierrors.IsGone(err)
@@ -112,11 +114,11 @@ func (s *Store) watchLoop(ctx context.Context, rev int64) {
 					break
 				}
 				s.log.Warn("resync providers", "err", err)
-				backoff.wait(ctx)
+				backoff.Wait(ctx)
 			}
 			continue
 		}
-		backoff.wait(ctx)
+		backoff.Wait(ctx)
 	}
 }
 
@@ -213,21 +215,4 @@ func (s *Store) advance(rev int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastRev = max(s.lastRev, rev)
-}
-
-// backoff paces retries of the watch loop: 100ms doubling to 5s.
-type backoff struct{ d time.Duration }
-
-func newBackoff() *backoff { return &backoff{d: 100 * time.Millisecond} }
-
-func (b *backoff) reset() { b.d = 100 * time.Millisecond }
-
-func (b *backoff) wait(ctx context.Context) {
-	t := time.NewTimer(b.d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-	b.d = min(2*b.d, 5*time.Second)
 }
