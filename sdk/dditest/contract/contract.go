@@ -43,7 +43,9 @@ type Fixture struct {
 // Unknown is a dependency the function does not declare.
 const Unknown = "undeclared"
 
-// Run runs every case against a Sidecar that start returns for a fixture.
+// Run runs every case (bindings list and get, an unresolved and an
+// undeclared dependency, watch, the Start cache, readiness, registration
+// PUT and DELETE, invoke) against a Sidecar that start returns for a fixture.
 // start is called once per case; the Sidecar must stop when t ends.
 func Run(t *testing.T, start func(t *testing.T, f Fixture) Sidecar) {
 	t.Run("bindings list", func(t *testing.T) { testList(t, start) })
@@ -51,6 +53,8 @@ func Run(t *testing.T, start func(t *testing.T, f Fixture) Sidecar) {
 	t.Run("binding unresolved", func(t *testing.T) { testUnresolved(t, start) })
 	t.Run("binding unknown", func(t *testing.T) { testUnknown(t, start) })
 	t.Run("watch", func(t *testing.T) { testWatch(t, start) })
+	t.Run("cache", func(t *testing.T) { testCache(t, start) })
+	t.Run("ready", func(t *testing.T) { testReady(t, start) })
 	t.Run("register and deregister", func(t *testing.T) { testRegister(t, start) })
 	t.Run("register refused", func(t *testing.T) { testRegisterRefused(t, start) })
 	t.Run("invoke", func(t *testing.T) { testInvoke(t, start) })
@@ -202,6 +206,51 @@ func testWatch(t *testing.T, start func(*testing.T, Fixture) Sidecar) {
 	}
 	if _, err := client(s).Watch(c, Unknown); err == nil {
 		t.Errorf("Watch(%s) error = nil, want an error for an undeclared dependency", Unknown)
+	}
+}
+
+func testCache(t *testing.T, start func(*testing.T, Fixture) Sidecar) {
+	f := fixture(upstream(t))
+	s := start(t, f)
+	c := client(s)
+	cx := ctx(t)
+	if err := c.Start(cx); err != nil {
+		t.Fatalf("Start() = %v", err)
+	}
+	if b, err := c.Resolve(cx, "greeter"); err != nil || b.Value("greeting") != "hello" {
+		t.Errorf("cached Resolve(greeter) = %+v, %v; want greeting hello", b, err)
+	}
+	_, err := c.Resolve(cx, "db")
+	if p := problemOf(t, "cached Resolve(db)", err); p.Kind() != ddi.KindUnresolved || p.Selector != "postgresql@^15" {
+		t.Errorf("cached Resolve(db) problem = %+v, want kind %s, selector postgresql@^15", p, ddi.KindUnresolved)
+	}
+	_, err = c.Resolve(cx, Unknown)
+	if p := problemOf(t, "cached Resolve("+Unknown+")", err); p.Kind() != ddi.KindUnknownDependency {
+		t.Errorf("cached Resolve(%s) problem = %+v, want kind %s", Unknown, p, ddi.KindUnknownDependency)
+	}
+	changed := f.Bindings[0]
+	changed.Config = map[string]string{"greeting": "bonjour"}
+	s.Set(t, []ddi.Binding{changed}, f.Unresolved)
+	// The change reaches the cache through the watch: wait for it.
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		b, err := c.Resolve(cx, "greeter")
+		if err == nil && b.Value("greeting") == "bonjour" {
+			return
+		}
+		select {
+		case <-cx.Done():
+			t.Fatalf("cached Resolve(greeter) = %+v, %v; want greeting bonjour after the change", b, err)
+		case <-tick.C:
+		}
+	}
+}
+
+func testReady(t *testing.T, start func(*testing.T, Fixture) Sidecar) {
+	s := start(t, fixture(upstream(t)))
+	if err := client(s).WaitReady(ctx(t)); err != nil {
+		t.Errorf("WaitReady() = %v, want nil once the first snapshot is served", err)
 	}
 }
 
