@@ -29,12 +29,14 @@ import (
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"ddi.dev/ddi/internal/controlplane"
 	"ddi.dev/ddi/internal/httpapi"
 	"ddi.dev/ddi/internal/podauth"
+	"ddi.dev/ddi/internal/registry"
 	"ddi.dev/ddi/internal/webhook"
 )
 
@@ -49,6 +51,11 @@ const (
 )
 
 // Run runs the controller until ctx ends. It returns nil on a clean stop.
+//
+// It assembles the controller in steps, each of which says what failed:
+// the serving certificate, the manager, the injection webhook, the
+// Provider store, the control plane, the sidecars' stream listener, the
+// reconcilers and the health checks.
 func Run(ctx context.Context, o Options) error {
 	if err := o.Validate(); err != nil {
 		return err
@@ -69,65 +76,120 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	scheme, err := newScheme()
+	scheme, err := NewScheme()
 	if err != nil {
 		return err
 	}
-
-	// One certificate serves the webhook and the sidecars' stream: the
-	// self-managed one, or cert-manager's in --webhook-cert-dir. It is
-	// ready before the manager starts, so the first admission call and the
-	// first sidecar already find it.
-	whOpts := crwebhook.Options{Host: o.WebhookHost, Port: o.WebhookPort}
-	var (
-		certs    *webhook.Certs
-		dir      *certDir
-		getCert  func(*tls.ClientHelloInfo) (*tls.Certificate, error)
-		caBundle func() []byte
-	)
-	if o.WebhookCertDir != "" {
-		whOpts.CertDir = o.WebhookCertDir
-		dir, err = newCertDir(o.WebhookCertDir, log.With("component", "certs"))
+	sc, err := servingCerts(ctx, o, cfg, scheme, log)
+	if err != nil {
+		return fmt.Errorf("serving certificate: %w", err)
+	}
+	mgr, err := newManager(cfg, scheme, lr, o, sc)
+	if err != nil {
+		return fmt.Errorf("controller manager: %w", err)
+	}
+	if err := addWebhook(mgr, cfg, o, sc, log); err != nil {
+		return fmt.Errorf("injection webhook: %w", err)
+	}
+	store := o.Store
+	if store == nil {
+		store, err = newKubeStore(ctx, mgr, o.Namespace, log)
 		if err != nil {
 			return err
 		}
-		getCert, caBundle = dir.GetCertificate, dir.CABundle
-	} else {
-		certs, err = newCerts(o, cfg, scheme, log)
+		// The manager closes the store when it stops; this closes it
+		// when Run fails before the manager starts. Close is idempotent.
+		defer func() { _ = store.Close() }()
+	}
+	cp, err := newControlPlane(mgr, cfg, scheme, store, o, log)
+	if err != nil {
+		return fmt.Errorf("control plane: %w", err)
+	}
+	if err := addStreamListener(mgr, cp, o, sc.streamTLS, log); err != nil {
+		return fmt.Errorf("control plane listener: %w", err)
+	}
+	if err := setupReconcilers(mgr, cp, log); err != nil {
+		return err
+	}
+	if err := addHealthChecks(mgr, cp); err != nil {
+		return fmt.Errorf("health checks: %w", err)
+	}
+	log.Info("starting ddi controller", "namespace", o.Namespace, "webhook_port", o.WebhookPort, "stream", o.StreamAddr,
+		"stream_tls", sc.streamTLS != nil, "self_managed_certs", sc.certs != nil, "leader_election", o.LeaderElection, "leader_identity", o.LeaderElectionIdentity)
+	return mgr.Start(ctx)
+}
+
+// serving is the certificate that serves the webhook and the sidecars'
+// stream, and how the other steps use it.
+type serving struct {
+	// certs is the self-managed certificate, or nil.
+	certs *webhook.Certs
+	// dir is cert-manager's certificate in --webhook-cert-dir, or nil.
+	dir *certDir
+	// webhook configures the manager's webhook server.
+	webhook crwebhook.Options
+	// caBundle is the PEM bundle injected sidecars must trust, or nil when
+	// the stream is plain HTTP.
+	caBundle func() []byte
+	// streamTLS serves the sidecars' stream, or is nil for plain HTTP.
+	streamTLS *tls.Config
+}
+
+// servingCerts readies the one certificate that serves the webhook and the
+// sidecars' stream: the self-managed one, or cert-manager's in
+// --webhook-cert-dir. It is ready before the manager starts, so the first
+// admission call and the first sidecar already find it.
+func servingCerts(ctx context.Context, o Options, cfg *rest.Config, scheme *runtime.Scheme, log *slog.Logger) (*serving, error) {
+	sc := &serving{webhook: crwebhook.Options{Host: o.WebhookHost, Port: o.WebhookPort}}
+	var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	if o.WebhookCertDir != "" {
+		sc.webhook.CertDir = o.WebhookCertDir
+		dir, err := newCertDir(o.WebhookCertDir, log.With("component", "certs"))
 		if err != nil {
-			return err
+			return nil, err
+		}
+		sc.dir = dir
+		getCert, sc.caBundle = dir.GetCertificate, dir.CABundle
+	} else {
+		certs, err := newCerts(o, cfg, scheme, log)
+		if err != nil {
+			return nil, err
 		}
 		if err := certs.Ensure(ctx); err != nil {
-			return err
+			return nil, err
 		}
-		getCert, caBundle = certs.GetCertificate, certs.CABundle
+		sc.certs = certs
+		getCert, sc.caBundle = certs.GetCertificate, certs.CABundle
 	}
-	whOpts.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = getCert }}
-	var streamTLS *tls.Config
-	if o.StreamAddr != "" && !o.StreamInsecure {
-		streamTLS = &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12}
-		if host := controlPlaneHost(o.Inject.ControlPlaneURL); host != "" {
-			if err := certNames(getCert, host); err != nil {
-				log.Warn("the serving certificate does not name the sidecars' control plane host: sidecars will refuse it",
-					"host", host, "cert_dir", o.WebhookCertDir, "err", err)
-			}
-		}
-	} else {
+	sc.webhook.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = getCert }}
+	if o.StreamAddr == "" || o.StreamInsecure {
 		// Plain HTTP: the sidecars need no CA.
-		caBundle = nil
+		sc.caBundle = nil
+		return sc, nil
 	}
+	sc.streamTLS = &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12}
+	if host := controlPlaneHost(o.Inject.ControlPlaneURL); host != "" {
+		if err := certNames(getCert, host); err != nil {
+			log.Warn("the serving certificate does not name the sidecars' control plane host: sidecars will refuse it",
+				"host", host, "cert_dir", o.WebhookCertDir, "err", err)
+		}
+	}
+	return sc, nil
+}
 
-	metricsAddr := o.MetricsAddr
+// newManager returns the controller-runtime manager: its caches, webhook
+// server, probes, metrics and leader election.
+func newManager(cfg *rest.Config, scheme *runtime.Scheme, lr logr.Logger, o Options, sc *serving) (manager.Manager, error) {
 	lock, err := leaseLock(cfg, o)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	return ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Logger:                 lr,
-		WebhookServer:          crwebhook.NewServer(whOpts),
+		WebhookServer:          crwebhook.NewServer(sc.webhook),
 		HealthProbeBindAddress: o.HealthAddr,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
 		LeaderElection:         o.LeaderElection,
 		// A replica that stops (a rollout, a deleted pod) hands the Lease
 		// over at once instead of leaving the reconcilers idle until it
@@ -151,17 +213,21 @@ func Run(ctx context.Context, o Options) error {
 			DisableFor: []client.Object{&corev1.Secret{}, &corev1.Pod{}},
 		}},
 	})
-	if err != nil {
-		return fmt.Errorf("controller manager: %w", err)
-	}
+}
 
-	// The Pod injection webhook.
-	native := &webhook.ServerVersion{Discovery: discovery.NewDiscoveryClientForConfigOrDie(cfg), Logger: log}
+// addWebhook registers the Pod injection webhook with the manager, and the
+// runnables that keep its certificate and caBundle current.
+func addWebhook(mgr manager.Manager, cfg *rest.Config, o Options, sc *serving, log *slog.Logger) error {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("discovery client: %w", err)
+	}
+	native := &webhook.ServerVersion{Discovery: dc, Logger: log}
 	handler, err := webhook.NewHandler(webhook.Options{
 		Config:         o.Inject,
 		Namespaces:     webhook.NamespaceCache{Cache: mgr.GetClient(), API: mgr.GetAPIReader()},
 		Native:         native.Native,
-		ControlPlaneCA: caBundle,
+		ControlPlaneCA: sc.caBundle,
 		Events:         mgr.GetEventRecorder("ddi-webhook"),
 		Objects:        webhook.APIObjects{Reader: mgr.GetAPIReader()},
 		Logger:         log.With("component", "webhook"),
@@ -170,40 +236,37 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	mgr.GetWebhookServer().Register(webhook.Path, handler)
-	if dir != nil {
-		if err := mgr.Add(dir); err != nil {
-			return err
+	if sc.dir != nil {
+		if err := mgr.Add(sc.dir); err != nil {
+			return fmt.Errorf("certificate directory watch: %w", err)
 		}
 	}
-	if certs != nil {
-		if err := mgr.Add(certs); err != nil {
-			return err
+	if sc.certs != nil {
+		if err := mgr.Add(sc.certs); err != nil {
+			return fmt.Errorf("certificate rotation: %w", err)
 		}
-		if err := (&webhook.CABundleReconciler{Client: mgr.GetClient(), Certs: certs, Name: o.WebhookConfigName,
+		if err := (&webhook.CABundleReconciler{Client: mgr.GetClient(), Certs: sc.certs, Name: o.WebhookConfigName,
 			Logger: log.With("component", "cabundle")}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("caBundle reconciler: %w", err)
 		}
 	}
+	return nil
+}
 
-	// The registry and the control plane.
-	store := o.Store
-	if store == nil {
-		store, err = newKubeStore(ctx, mgr, o.Namespace, log)
-		if err != nil {
-			return err
-		}
-	}
+// newControlPlane returns the control plane over store, with sidecar
+// authentication, and adds it to the manager on every replica.
+func newControlPlane(mgr manager.Manager, cfg *rest.Config, scheme *runtime.Scheme, store registry.Store, o Options, log *slog.Logger) (*controlplane.Server, error) {
 	// Sidecar authentication has its own clients and rate budget: a flood
 	// of connects cannot slow the reconcilers, nor they the sidecars.
 	authCfg := rest.CopyConfig(cfg)
 	authCfg.QPS, authCfg.Burst = authQPS, authBurst
 	authCS, err := kubernetes.NewForConfig(authCfg)
 	if err != nil {
-		return fmt.Errorf("kubernetes client for sidecar authentication: %w", err)
+		return nil, fmt.Errorf("kubernetes client for sidecar authentication: %w", err)
 	}
 	authPods, err := client.New(authCfg, client.Options{Scheme: scheme})
 	if err != nil {
-		return fmt.Errorf("pod reader for sidecar authentication: %w", err)
+		return nil, fmt.Errorf("pod reader for sidecar authentication: %w", err)
 	}
 	auth, err := podauth.New(podauth.Options{
 		TokenReviews: authCS,
@@ -214,7 +277,7 @@ func Run(ctx context.Context, o Options) error {
 		Logger:       log.With("component", "podauth"),
 	})
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("sidecar authentication: %w", err)
 	}
 	cp, err := controlplane.New(controlplane.Options{
 		Store:      store,
@@ -225,43 +288,44 @@ func Run(ctx context.Context, o Options) error {
 		Logger:     log.With("component", "controlplane"),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := mgr.Add(everyReplica(func(ctx context.Context) error { return cp.Run(ctx) })); err != nil {
-		return err
+		return nil, err
 	}
-	if o.StreamAddr != "" {
-		if err := mgr.Add(everyReplica(func(ctx context.Context) error {
-			// Every route but health and metrics authorises its caller by
-			// pod identity inside the control plane (podauth).
-			return serveStream(ctx, o.StreamAddr, cp.Handler(), streamTLS, log, o.StreamListening)
-		})); err != nil {
-			return err
-		}
-	}
-	if err := setupReconcilers(mgr, cp, log); err != nil {
-		return err
-	}
+	return cp, nil
+}
 
+// addStreamListener serves the control plane API for sidecars on
+// o.StreamAddr, on every replica; with no StreamAddr it does nothing.
+func addStreamListener(mgr manager.Manager, cp *controlplane.Server, o Options, streamTLS *tls.Config, log *slog.Logger) error {
+	if o.StreamAddr == "" {
+		return nil
+	}
+	return mgr.Add(everyReplica(func(ctx context.Context) error {
+		// Every route but health and metrics authorises its caller by
+		// pod identity inside the control plane (podauth).
+		return serveStream(ctx, o.StreamAddr, cp.Handler(), streamTLS, log, o.StreamListening)
+	}))
+}
+
+// addHealthChecks adds the liveness check and the readiness checks: the
+// webhook server has started, and the control plane has listed the store.
+func addHealthChecks(mgr manager.Manager, cp *controlplane.Server) error {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
 	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("store", func(*http.Request) error {
+	return mgr.AddReadyzCheck("store", func(*http.Request) error {
 		select {
 		case <-cp.Ready():
 			return nil
 		default:
 			return errors.New("the provider index has not listed the store yet")
 		}
-	}); err != nil {
-		return err
-	}
-	log.Info("starting ddi controller", "namespace", o.Namespace, "webhook_port", o.WebhookPort, "stream", o.StreamAddr,
-		"stream_tls", streamTLS != nil, "self_managed_certs", certs != nil, "leader_election", o.LeaderElection, "leader_identity", o.LeaderElectionIdentity)
-	return mgr.Start(ctx)
+	})
 }
 
 // restConfig loads the client configuration: RestConfig, else the
@@ -280,23 +344,15 @@ func restConfig(o Options) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// Scheme returns the types the controller reads and writes: the core
+// NewScheme returns the types the controller reads and writes: the core
 // Kubernetes types and ddi's custom resources.
-func Scheme() *runtime.Scheme {
-	s, err := newScheme()
-	if err != nil {
-		panic(err) // static registrations only
-	}
-	return s
-}
-
-func newScheme() (*runtime.Scheme, error) {
+func NewScheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("scheme: Kubernetes types: %w", err)
 	}
 	if err := addAPIToScheme(s); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("scheme: ddi types: %w", err)
 	}
 	return s, nil
 }

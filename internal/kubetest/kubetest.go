@@ -196,7 +196,11 @@ func RunControlPlane(t testing.TB, opts Options) *ControlPlane {
 	})
 
 	cp.Clientset = kubernetes.NewForConfigOrDie(cfg)
-	cp.Client, err = client.New(cfg, client.Options{Scheme: controller.Scheme()})
+	scheme, err := controller.NewScheme()
+	if err != nil {
+		t.Fatalf("kubetest: %v", err)
+	}
+	cp.Client, err = client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatalf("kubetest: client: %v", err)
 	}
