@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"strings"
+
+	"ddi.dev/ddi/sdk/wellknown"
 )
 
 // Endpoint is one address of a provider.
@@ -138,45 +139,15 @@ func (b Binding) Value(key string) string {
 }
 
 // DefaultPort returns the conventional port for a binding type or URL
-// scheme, or "".
+// scheme, or "" (the table the sidecar uses too: see package wellknown).
 func DefaultPort(typeOrScheme string) string {
-	switch CanonicalType(typeOrScheme) {
-	case "postgresql":
-		return "5432"
-	case "mysql":
-		return "3306"
-	case "redis":
-		return "6379"
-	case "rediss":
-		return "6380"
-	case "nats":
-		return "4222"
-	case "mongodb":
-		return "27017"
-	case "kafka":
-		return "9092"
-	case "amqp":
-		return "5672"
-	case "http":
-		return "80"
-	case "https":
-		return "443"
-	}
-	return ""
+	return wellknown.DefaultPort(typeOrScheme)
 }
 
 // CanonicalType maps the usual aliases of a binding type to the name the
 // Service Binding convention uses ("postgres" and "pg" to "postgresql",
-// "mongo" to "mongodb", "rabbitmq" to "amqp"), and lower-cases it.
+// "mongo" to "mongodb", "rabbitmq" to "amqp"), and lower-cases it, as the
+// sidecar and the control plane do (see package wellknown).
 func CanonicalType(t string) string {
-	t = strings.ToLower(strings.TrimSpace(t))
-	switch t {
-	case "postgres", "pg":
-		return "postgresql"
-	case "mongo":
-		return "mongodb"
-	case "rabbitmq":
-		return "amqp"
-	}
-	return t
+	return wellknown.CanonicalType(t)
 }

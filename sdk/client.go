@@ -12,10 +12,12 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"ddi.dev/ddi/sdk/wellknown"
 )
 
 // DefaultAddr is the sidecar's address when DDI_ADDR is unset.
-const DefaultAddr = "http://127.0.0.1:7471"
+const DefaultAddr = "http://" + wellknown.SidecarListen
 
 // EnvAddr names the environment variable that holds the sidecar's base URL.
 // The ddi webhook and `ddi run` set it.

@@ -17,9 +17,10 @@ func TestBaseDependencies(t *testing.T) {
 		t.Fatalf("go list -deps ddi.dev/ddi/sdk: %v\n%s", err, out)
 	}
 	for _, pkg := range strings.Fields(string(out)) {
-		// The SDK's own backoff package is standard library only too: go
-		// list -deps lists its dependencies, which this loop checks.
-		if pkg == "ddi.dev/ddi/sdk" || pkg == "ddi.dev/ddi/sdk/backoff" {
+		// The SDK's own backoff and wellknown packages are standard library
+		// only too: go list -deps lists their dependencies, which this loop
+		// checks.
+		if pkg == "ddi.dev/ddi/sdk" || pkg == "ddi.dev/ddi/sdk/backoff" || pkg == "ddi.dev/ddi/sdk/wellknown" {
 			continue
 		}
 		// Standard library packages have no dot in their first element.

@@ -11,12 +11,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"ddi.dev/ddi/sdk/wellknown"
 )
 
 // Defaults of Config, documented in docs/injection.md.
 const (
 	DefaultImage           = "ghcr.io/ddi-dev/ddi-sidecar:v0.1.0"
-	DefaultPort            = 7471
+	DefaultPort            = wellknown.SidecarPort
 	DefaultControlPlaneURL = "https://ddi-controller.ddi-system.svc:7470"
 	DefaultLogLevel        = "info"
 	DefaultBindingRoot     = "/bindings"

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"ddi.dev/ddi/sdk/wellknown"
 )
 
 // Limits on what a provider may carry. They keep one bad registration from
@@ -18,22 +20,12 @@ const (
 	MaxLeaseTTL    = 24 * time.Hour
 )
 
-var typeAliases = map[string]string{
-	"postgres": "postgresql",
-	"pg":       "postgresql",
-	"mongo":    "mongodb",
-	"rabbitmq": "amqp",
-}
-
 // CanonicalType returns the conventional Service Binding name of a type:
 // "postgres" becomes "postgresql", "mongo" becomes "mongodb", "rabbitmq"
-// becomes "amqp". Other types are returned lower-cased.
+// becomes "amqp". Other types are returned lower-cased. The table is the
+// one the SDK uses, in package wellknown.
 func CanonicalType(t string) string {
-	t = strings.ToLower(strings.TrimSpace(t))
-	if c, ok := typeAliases[t]; ok {
-		return c
-	}
-	return t
+	return wellknown.CanonicalType(t)
 }
 
 // ValidateType checks that a type is a DNS-1123 label.

@@ -12,11 +12,12 @@ import (
 	"time"
 
 	"ddi.dev/ddi/internal/registry"
+	"ddi.dev/ddi/sdk/wellknown"
 )
 
 // Defaults of Config fields left zero.
 const (
-	DefaultListen           = "127.0.0.1:7471"
+	DefaultListen           = wellknown.SidecarListen
 	DefaultInvokeTimeout    = 30 * time.Second
 	DefaultRegistrationTTL  = 30 * time.Second
 	DefaultReconnectMin     = 250 * time.Millisecond

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"ddi.dev/ddi/internal/registry"
+	"ddi.dev/ddi/sdk/wellknown"
 )
 
 // Binding files follow the Service Binding layout, written the way the
@@ -241,7 +242,7 @@ func bindingFiles(b *registry.Binding) (map[string]bindingFile, error) {
 		files["host"] = bindingFile{value: u.Hostname()}
 		port := u.Port()
 		if port == "" {
-			port = defaultPort(u.Scheme)
+			port = wellknown.DefaultPort(u.Scheme)
 		}
 		if port != "" {
 			files["port"] = bindingFile{value: port}
@@ -291,36 +292,6 @@ func hasDatabase(typ string) bool {
 		return true
 	}
 	return false
-}
-
-func defaultPort(scheme string) string {
-	switch scheme {
-	case "http", "ws":
-		return "80"
-	case "https", "wss":
-		return "443"
-	case "postgres", "postgresql":
-		return "5432"
-	case "mysql", "mariadb":
-		return "3306"
-	case "redis":
-		return "6379"
-	case "rediss":
-		return "6380"
-	case "mongodb":
-		return "27017"
-	case "nats":
-		return "4222"
-	case "amqp":
-		return "5672"
-	case "amqps":
-		return "5671"
-	case "kafka":
-		return "9092"
-	case "grpc":
-		return "443"
-	}
-	return ""
 }
 
 // writeBinding projects b under root atomically.
