@@ -65,8 +65,6 @@ func (r *DependencySetReconciler) Reconcile(ctx context.Context, req reconcile.R
 		}
 		return reconcile.Result{}, err
 	}
-	_, selErr := metav1.LabelSelectorAsSelector(&ds.Spec.Selector)
-
 	var plist v1alpha1.ProviderList
 	if err := r.Client.List(ctx, &plist); err != nil {
 		return reconcile.Result{}, err
@@ -79,6 +77,38 @@ func (r *DependencySetReconciler) Reconcile(ctx context.Context, req reconcile.R
 		}
 		providers = append(providers, &p)
 	}
+	before := meta.FindStatusCondition(ds.Status.Conditions, v1alpha1.ConditionReady)
+	status := dependencySetStatus(&ds, providers, metav1.Now())
+	cond := *meta.FindStatusCondition(status.Conditions, v1alpha1.ConditionReady)
+	if equality.Semantic.DeepEqual(&status, &ds.Status) {
+		return reconcile.Result{}, nil
+	}
+	orig := ds.DeepCopy()
+	ds.Status = status
+	if err := r.Client.Status().Patch(ctx, &ds, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return reconcile.Result{Requeue: true}, nil
+		}
+		return reconcile.Result{}, fmt.Errorf("update status of dependency set %s: %w", req, err)
+	}
+	if r.Events != nil && (before == nil || before.Status != cond.Status || before.Reason != cond.Reason) {
+		typ := "Normal"
+		if cond.Status != metav1.ConditionTrue {
+			typ = "Warning"
+		}
+		r.Events.Eventf(&ds, nil, typ, cond.Reason, "Resolve", "%s", cond.Message)
+	}
+	return reconcile.Result{}, nil
+}
+
+// dependencySetStatus computes the status of ds from the providers: per
+// dependency, the provider it resolves to for a workload the DependencySet
+// selects, or why it does not; the counts; and the Ready condition. now is
+// the Ready condition's transition time when its status changes. It reads
+// nothing else and changes nothing: the conditions of ds other than Ready
+// are kept.
+func dependencySetStatus(ds *v1alpha1.DependencySet, providers []*registry.Provider, now metav1.Time) v1alpha1.DependencySetStatus {
+	_, selErr := metav1.LabelSelectorAsSelector(&ds.Spec.Selector)
 	// Resolve for a typical selected pod: the selector's labels, and the
 	// workload name they imply by podauth's rule (empty when they imply
 	// none, so a scope by workload name may refuse it here and still admit
@@ -86,7 +116,7 @@ func (r *DependencySetReconciler) Reconcile(ctx context.Context, req reconcile.R
 	typical := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ds.Namespace, Labels: ds.Spec.Selector.MatchLabels}}
 	consumer := registry.Consumer{Namespace: ds.Namespace, Labels: ds.Spec.Selector.MatchLabels, Name: podauth.WorkloadName(typical)}
 
-	status := ds.Status.DeepCopy()
+	status := *ds.Status.DeepCopy()
 	status.Dependencies = nil
 	status.DependencyCount = int32(len(ds.Spec.Dependencies))
 	status.ResolvedCount = 0
@@ -108,7 +138,7 @@ func (r *DependencySetReconciler) Reconcile(ctx context.Context, req reconcile.R
 		}
 		status.Dependencies = append(status.Dependencies, st)
 	}
-	cond := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: ds.Generation}
+	cond := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: ds.Generation, LastTransitionTime: now}
 	switch {
 	case selErr != nil:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "InvalidSelector", "spec.selector: "+selErr.Error()
@@ -120,27 +150,8 @@ func (r *DependencySetReconciler) Reconcile(ctx context.Context, req reconcile.R
 		cond.Message = fmt.Sprintf("%d of %d dependencies unresolved", status.DependencyCount-status.ResolvedCount, status.DependencyCount)
 	}
 	status.ObservedGeneration = ds.Generation
-	before := meta.FindStatusCondition(ds.Status.Conditions, v1alpha1.ConditionReady)
 	meta.SetStatusCondition(&status.Conditions, cond)
-	if equality.Semantic.DeepEqual(status, &ds.Status) {
-		return reconcile.Result{}, nil
-	}
-	orig := ds.DeepCopy()
-	ds.Status = *status
-	if err := r.Client.Status().Patch(ctx, &ds, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			return reconcile.Result{Requeue: true}, nil
-		}
-		return reconcile.Result{}, fmt.Errorf("update status of dependency set %s: %w", req, err)
-	}
-	if r.Events != nil && (before == nil || before.Status != cond.Status || before.Reason != cond.Reason) {
-		typ := "Normal"
-		if cond.Status != metav1.ConditionTrue {
-			typ = "Warning"
-		}
-		r.Events.Eventf(&ds, nil, typ, cond.Reason, "Resolve", "%s", cond.Message)
-	}
-	return reconcile.Result{}, nil
+	return status
 }
 
 // candidates are the providers a selector can match.
