@@ -8,8 +8,6 @@ import (
 	"ddi.dev/ddi/internal/controller"
 )
 
-func init() { extraCommands = append(extraCommands, newControllerCmd) }
-
 func newControllerCmd(g *globals) *cobra.Command {
 	opts := controller.DefaultOptions()
 	cmd := &cobra.Command{

@@ -12,8 +12,6 @@ import (
 	"ddi.dev/ddi/internal/inject"
 )
 
-func init() { extraCommands = append(extraCommands, newInjectCmd) }
-
 func newInjectCmd(g *globals) *cobra.Command {
 	var (
 		file, image, controlPlane, caFile, mode string

@@ -74,17 +74,9 @@ the DDI_CONTROL_PLANE environment variable, then ` + DefaultControlPlane + `.`,
 		newVersionCmd(g),
 		newProbeCmd(g),
 	)
-	for _, extra := range extraCommands {
-		root.AddCommand(extra(g))
-	}
+	root.AddCommand(kubeCommands(g)...)
 	return root
 }
-
-// extraCommands are added by files behind build tags: `ddi controller` and
-// `ddi inject` exist unless ddi is built with -tags nokube (the sidecar
-// image), which keeps the Kubernetes libraries out of the sidecar's memory
-// and start-up time.
-var extraCommands []func(*globals) *cobra.Command
 
 // controlPlaneURL applies the documented precedence.
 func (g *globals) controlPlaneURL() string {
