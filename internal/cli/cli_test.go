@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"ddi.dev/ddi/internal/controlplane"
 )
 
 func run(t *testing.T, args ...string) (string, string, error) {
@@ -24,7 +26,7 @@ func run(t *testing.T, args ...string) (string, string, error) {
 
 func startTestControlPlane(t *testing.T) string {
 	t.Helper()
-	cp, err := startControlPlane(context.Background(), filepath.Join(t.TempDir(), "data"), "127.0.0.1:0", slog.New(slog.DiscardHandler))
+	cp, err := controlplane.StartLocal(context.Background(), filepath.Join(t.TempDir(), "data"), "127.0.0.1:0", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

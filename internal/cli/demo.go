@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"ddi.dev/ddi/internal/controlplane"
 	"ddi.dev/ddi/internal/registry"
 )
 
@@ -100,7 +101,7 @@ func runDemo(ctx context.Context, g *globals) (err error) {
 
 	fmt.Fprintln(g.stdout, "ddi demo: distributed dependency injection, end to end, on this machine.")
 
-	cp, err := startControlPlane(ctx, filepath.Join(dir, "data"), "127.0.0.1:0", cpLog)
+	cp, err := controlplane.StartLocal(ctx, filepath.Join(dir, "data"), "127.0.0.1:0", cpLog)
 	if err != nil {
 		return err
 	}

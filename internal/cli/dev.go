@@ -1,21 +1,14 @@
 package cli
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"ddi.dev/ddi/internal/controlplane"
-	"ddi.dev/ddi/internal/httpapi"
-	"ddi.dev/ddi/internal/registry/bolt"
 )
 
 func newDevCmd(g *globals) *cobra.Command {
@@ -55,7 +48,7 @@ page in a browser cannot reach it by DNS rebinding or a cross-site POST.`,
 					return err
 				}
 			}
-			cp, err := startControlPlane(cmd.Context(), dataDir, listen, log)
+			cp, err := controlplane.StartLocal(cmd.Context(), dataDir, listen, log)
 			if err != nil {
 				return err
 			}
@@ -94,69 +87,4 @@ func requireLoopback(flag, addr string) error {
 		return fmt.Errorf("%s %q is not a loopback address; the local control plane trusts every caller (use --allow-remote to accept that)", flag, addr)
 	}
 	return nil
-}
-
-// runningControlPlane is a control plane started in this process.
-type runningControlPlane struct {
-	URL    string
-	server *http.Server
-	store  *bolt.Store
-	cancel context.CancelFunc
-	done   chan error
-}
-
-// startControlPlane opens the store in dataDir and serves the control plane
-// on listen until Stop.
-func startControlPlane(ctx context.Context, dataDir, listen string, log *slog.Logger) (*runningControlPlane, error) {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("--data %s: %w", dataDir, err)
-	}
-	store, err := bolt.Open(filepath.Join(dataDir, "registry.db"), bolt.Options{})
-	if err != nil {
-		return nil, err
-	}
-	srv, err := controlplane.New(controlplane.Options{Store: store, Logger: log})
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("--listen %s: %w", listen, err)
-	}
-	// The control plane trusts every caller that reaches it, so a web page
-	// in a browser must not (DNS rebinding, cross-site POSTs).
-	handler := httpapi.LocalOnly(srv.Handler(), httpapi.LocalOptions{Listen: listen})
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	cp := &runningControlPlane{
-		URL:    "http://" + ln.Addr().String(),
-		server: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: httpapi.MaxHeaderBytes},
-		store:  store,
-		cancel: cancel,
-		done:   make(chan error, 2),
-	}
-	go func() { cp.done <- srv.Run(ctx) }()
-	go func() {
-		if err := cp.server.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			log.Error("control plane server failed", "err", err)
-		}
-	}()
-	select {
-	case <-srv.Ready():
-	case <-time.After(10 * time.Second):
-		_ = cp.Stop()
-		return nil, errors.New("control plane did not become ready within 10s: the store did not list")
-	}
-	return cp, nil
-}
-
-// Stop ends the streams, the server and the store.
-func (cp *runningControlPlane) Stop() error {
-	cp.cancel()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = cp.server.Shutdown(ctx)
-	<-cp.done
-	return cp.store.Close()
 }

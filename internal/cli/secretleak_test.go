@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"ddi.dev/ddi/internal/controlplane"
 	"ddi.dev/ddi/internal/leaktest"
 )
 
@@ -232,7 +233,7 @@ type leakSource struct{ name, text string }
 func startLoggedControlPlane(t *testing.T, w io.Writer) string {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cp, err := startControlPlane(context.Background(), filepath.Join(t.TempDir(), "data"), "127.0.0.1:0", log)
+	cp, err := controlplane.StartLocal(context.Background(), filepath.Join(t.TempDir(), "data"), "127.0.0.1:0", log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -34,7 +33,6 @@ import (
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"ddi.dev/ddi/internal/controlplane"
-	"ddi.dev/ddi/internal/httpapi"
 	"ddi.dev/ddi/internal/podauth"
 	"ddi.dev/ddi/internal/registry"
 	"ddi.dev/ddi/internal/webhook"
@@ -400,30 +398,6 @@ func serveStream(ctx context.Context, addr string, h http.Handler, tlsConf *tls.
 	if listening != nil {
 		listening(ln.Addr().String())
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: httpapi.MaxHeaderBytes, TLSConfig: tlsConf,
-		// Failed handshakes (a sidecar without the CA) and other
-		// connection errors, as structured logs.
-		ErrorLog: slog.NewLogLogger(log.With("component", "stream").Handler(), slog.LevelWarn)}
 	log.Info("serving the control plane for sidecars", "addr", ln.Addr().String(), "tls", tlsConf != nil)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		// Streams never end by themselves; Shutdown cannot wait for them.
-		_ = srv.Shutdown(sctx)
-		_ = srv.Close()
-	}()
-	if tlsConf != nil {
-		// The certificate comes from tlsConf.GetCertificate.
-		err = srv.ServeTLS(ln, "", "")
-	} else {
-		err = srv.Serve(ln)
-	}
-	<-done
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return controlplane.Serve(ctx, ln, h, tlsConf, log.With("component", "stream"))
 }

@@ -8,5 +8,7 @@
 // loopback callers) and inside `ddi controller` on Kubernetes (custom
 // resource store, identities from service-account tokens): everything
 // platform-specific comes in through Store, Authenticator and SecretSource.
-// It must not import Kubernetes packages.
+// Serve is the one serve-and-drain of both; StartLocal assembles the
+// one-machine control plane (bbolt store, loopback listener). It must not
+// import Kubernetes packages.
 package controlplane
