@@ -21,6 +21,12 @@
 #   smoke               prove the running cluster: a Knative Service answers
 #                       through the KIngress and from a pod, scales to zero
 #                       and wakes up (DDI_SMOKE_ZERO=0 skips scale to zero)
+#   restart COMPONENT   stop one host component and start it again as up
+#                       does (same flags, log and pid file), wait until it
+#                       is healthy, print the milliseconds that took:
+#                       etcd, kube-apiserver, kube-controller-manager,
+#                       kube-scheduler, containerd (its containers keep
+#                       running), kubelet, kube-proxy, clusterdns, kingress
 #   kubeconfig          print the admin kubeconfig path
 #   env                 print shell exports (KUBECONFIG, ingress address)
 #
@@ -162,7 +168,8 @@ build_go() {
 		return 0
 	fi
 	log "building $out ($pkg)"
-	local t=$(date +%s)
+	local t
+	t=$(date +%s)
 	(cd "$mod" && go build -p "$BUILD_P" -trimpath -ldflags "-s -w" -o "$BIN/$out.tmp" "$pkg")
 	mv -f "$BIN/$out.tmp" "$BIN/$out"
 	printf '%s\n' "$h" >"$BIN/.$out.stamp"
@@ -196,7 +203,8 @@ build_binaries() {
 	done
 	if [[ ${#missing[@]} -gt 0 ]]; then
 		log "building Knative Serving $KNATIVE_VERSION: ${missing[*]} (several minutes when cold)"
-		local t=$(date +%s) tmp pkgs=()
+		local t tmp pkgs=()
+		t=$(date +%s)
 		tmp=$(mktemp -d "$BIN/.knative.XXXXXX")
 		for c in "${missing[@]}"; do pkgs+=("knative.dev/serving/cmd/$c"); done
 		(cd "$HACK_CLUSTER/knative" && go build -p "$BUILD_P" -trimpath -ldflags "-s -w" -o "$tmp/" "${pkgs[@]}")
@@ -280,6 +288,7 @@ start_daemon() {
 	printf '%s\n' "$1" >"$PIDS/$name.exe"
 	# The inner shell writes its own PID, then becomes CMD.
 	# No proxy: every address the cluster talks to is on this machine.
+	# shellcheck disable=SC2016 # expanded by the inner shell
 	setsid env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY -u ALL_PROXY -u all_proxy \
 		bash -c 'echo $$ >"$0"; exec "$@"' "$PIDS/$name.pid" "$@" \
 		>>"$LOGS/$name.log" 2>&1 </dev/null &
@@ -449,29 +458,35 @@ net_up() {
 # the bridge. The rules live in the mangle table, where kube-proxy's chains
 # (filter, nat) cannot be placed before them.
 firewall_up() {
-	local ipt=(iptables -w 5 -t mangle)
-	"${ipt[@]}" -N "$FW_CHAIN_IN" 2>/dev/null || "${ipt[@]}" -F "$FW_CHAIN_IN"
-	"${ipt[@]}" -N "$FW_CHAIN_FWD" 2>/dev/null || "${ipt[@]}" -F "$FW_CHAIN_FWD"
-	"${ipt[@]}" -A "$FW_CHAIN_IN" -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
-	"${ipt[@]}" -A "$FW_CHAIN_IN" -p udp --dport 53 -d "$NODE_IP" -j RETURN
+	local mangle=(iptables -w 5 -t mangle)
+	"${mangle[@]}" -N "$FW_CHAIN_IN" 2>/dev/null || "${mangle[@]}" -F "$FW_CHAIN_IN"
+	"${mangle[@]}" -N "$FW_CHAIN_FWD" 2>/dev/null || "${mangle[@]}" -F "$FW_CHAIN_FWD"
+	"${mangle[@]}" -A "$FW_CHAIN_IN" -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+	"${mangle[@]}" -A "$FW_CHAIN_IN" -p udp --dport 53 -d "$NODE_IP" -j RETURN
 	local p
 	for p in 53 80 "$APISERVER_PORT" $HOST_PORTS; do
-		"${ipt[@]}" -A "$FW_CHAIN_IN" -p tcp --dport "$p" -d "$NODE_IP" -j RETURN
+		"${mangle[@]}" -A "$FW_CHAIN_IN" -p tcp --dport "$p" -d "$NODE_IP" -j RETURN
 	done
-	"${ipt[@]}" -A "$FW_CHAIN_IN" -p icmp -d "$NODE_IP" -j RETURN
-	"${ipt[@]}" -A "$FW_CHAIN_IN" -j DROP
-	"${ipt[@]}" -A "$FW_CHAIN_FWD" -o "$BRIDGE" -j RETURN
-	"${ipt[@]}" -A "$FW_CHAIN_FWD" -j DROP
-	"${ipt[@]}" -C INPUT -i "$BRIDGE" -j "$FW_CHAIN_IN" 2>/dev/null ||
-		"${ipt[@]}" -I INPUT -i "$BRIDGE" -j "$FW_CHAIN_IN"
-	"${ipt[@]}" -C FORWARD -i "$BRIDGE" -j "$FW_CHAIN_FWD" 2>/dev/null ||
-		"${ipt[@]}" -I FORWARD -i "$BRIDGE" -j "$FW_CHAIN_FWD"
+	"${mangle[@]}" -A "$FW_CHAIN_IN" -p icmp -d "$NODE_IP" -j RETURN
+	"${mangle[@]}" -A "$FW_CHAIN_IN" -j DROP
+	"${mangle[@]}" -A "$FW_CHAIN_FWD" -o "$BRIDGE" -j RETURN
+	"${mangle[@]}" -A "$FW_CHAIN_FWD" -j DROP
+	"${mangle[@]}" -C INPUT -i "$BRIDGE" -j "$FW_CHAIN_IN" 2>/dev/null ||
+		"${mangle[@]}" -I INPUT -i "$BRIDGE" -j "$FW_CHAIN_IN"
+	"${mangle[@]}" -C FORWARD -i "$BRIDGE" -j "$FW_CHAIN_FWD" 2>/dev/null ||
+		"${mangle[@]}" -I FORWARD -i "$BRIDGE" -j "$FW_CHAIN_FWD"
 }
 
 # --- control plane -----------------------------------------------------------------
 apiserver_ready() { kc get --raw /readyz >/dev/null 2>&1; }
+apiserver_healthy() { apiserver_ready; }
+etcd_healthy() { curl -sf "http://127.0.0.1:$ETCD_PORT/health" >/dev/null 2>&1; }
+controller_manager_healthy() { curl -skf https://127.0.0.1:10257/healthz >/dev/null 2>&1; }
+scheduler_healthy() { curl -skf https://127.0.0.1:10259/healthz >/dev/null 2>&1; }
 
-start_control_plane() {
+# Each host component has one start_* function, used by up and by restart,
+# so a restarted component runs with the flags, log and pid file of up.
+start_etcd() {
 	mkdir -p "$STATE/etcd"
 	chmod 700 "$STATE/etcd"
 	start_daemon etcd "$KUBE_BINS/etcd" --name=ddi-local --data-dir="$STATE/etcd" \
@@ -480,8 +495,9 @@ start_control_plane() {
 		--initial-advertise-peer-urls="http://127.0.0.1:$((ETCD_PORT + 1))" \
 		--initial-cluster="ddi-local=http://127.0.0.1:$((ETCD_PORT + 1))" \
 		--quota-backend-bytes=4294967296 --log-level=warn
-	wait_for "etcd" 60 curl -sf "http://127.0.0.1:$ETCD_PORT/health" || die "etcd did not start; see $LOGS/etcd.log"
+}
 
+start_apiserver() {
 	start_daemon kube-apiserver "$KUBE_BINS/kube-apiserver" \
 		--etcd-servers="http://127.0.0.1:$ETCD_PORT" \
 		--bind-address="$NODE_IP" --advertise-address="$NODE_IP" --secure-port="$APISERVER_PORT" \
@@ -499,9 +515,9 @@ start_control_plane() {
 		--allow-privileged=true \
 		--profiling=false \
 		--event-ttl=1h
-	wait_for "kube-apiserver" 120 apiserver_ready || die "kube-apiserver did not become ready; see $LOGS/kube-apiserver.log"
-	log "kube-apiserver: ready at https://$NODE_IP:$APISERVER_PORT"
+}
 
+start_controller_manager() {
 	start_daemon kube-controller-manager "$KUBE_BINS/kube-controller-manager" \
 		--kubeconfig="$CONF/controller-manager.kubeconfig" \
 		--authentication-kubeconfig="$CONF/controller-manager.kubeconfig" \
@@ -516,12 +532,25 @@ start_control_plane() {
 		--cluster-name=ddi-local \
 		--flex-volume-plugin-dir="$STATE/kube-controller-manager/flex" \
 		--profiling=false
+}
+
+start_scheduler() {
 	start_daemon kube-scheduler "$KUBE_BINS/kube-scheduler" \
 		--kubeconfig="$CONF/scheduler.kubeconfig" \
 		--authentication-kubeconfig="$CONF/scheduler.kubeconfig" \
 		--authorization-kubeconfig="$CONF/scheduler.kubeconfig" \
 		--bind-address=127.0.0.1 --secure-port=10259 \
 		--leader-elect=false --profiling=false
+}
+
+start_control_plane() {
+	start_etcd
+	wait_for "etcd" 60 etcd_healthy || die "etcd did not start; see $LOGS/etcd.log"
+	start_apiserver
+	wait_for "kube-apiserver" 120 apiserver_ready || die "kube-apiserver did not become ready; see $LOGS/kube-apiserver.log"
+	log "kube-apiserver: ready at https://$NODE_IP:$APISERVER_PORT"
+	start_controller_manager
+	start_scheduler
 }
 
 # --- node ------------------------------------------------------------------------
@@ -666,18 +695,44 @@ node_ready() {
 	[[ $(kc get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
 
-start_node() {
+# containerd_healthy: containerd answers, and so does its CRI service,
+# which refuses calls until it has recovered its pods after a start (one
+# gRPC call, runtime.v1.RuntimeService/Version, spoken with curl).
+containerd_healthy() {
+	ctr --address "$CTD_SOCK" version >/dev/null 2>&1 || return 1
+	local trailers
+	trailers=$(printf '\0\0\0\0\0' | curl -sS --max-time 5 --unix-socket "$CTD_SOCK" --http2-prior-knowledge \
+		-X POST -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @- \
+		-D - -o /dev/null http://localhost/runtime.v1.RuntimeService/Version 2>/dev/null) || return 1
+	grep -qi '^grpc-status: 0' <<<"$trailers"
+}
+kubelet_healthy() { curl -sf http://127.0.0.1:10248/healthz >/dev/null 2>&1; }
+kube_proxy_healthy() { curl -sf http://127.0.0.1:10256/healthz >/dev/null 2>&1; }
+clusterdns_healthy() { "$BIN/clusterdns" -probe kubernetes.default.svc.cluster.local. -listen "$NODE_IP:53" >/dev/null 2>&1; }
+
+start_containerd() {
 	write_containerd_config
 	start_daemon containerd /usr/bin/containerd --config "$CTD_DIR/config.toml"
-	wait_for "containerd" 30 ctr --address "$CTD_SOCK" version || die "containerd did not start; see $LOGS/containerd.log"
-	log "containerd: importing images"
-	import_images
+}
+
+start_kubelet() {
 	write_kubelet_config
 	start_daemon kubelet "$KUBE_BINS/kubelet" --config="$CONF/kubelet.yaml" \
 		--kubeconfig="$CONF/kubelet.kubeconfig" --root-dir="$STATE/kubelet" \
 		--hostname-override="$NODE" --node-ip="$NODE_IP" --v=1
-	start_daemon kube-proxy "$KUBE_BINS/kube-proxy" --config="$CONF/kube-proxy.yaml"
-	start_daemon clusterdns "$BIN/clusterdns" -kubeconfig "$KUBECONFIG_ADMIN" -listen "$NODE_IP:53"
+}
+
+start_kube_proxy() { start_daemon kube-proxy "$KUBE_BINS/kube-proxy" --config="$CONF/kube-proxy.yaml"; }
+start_clusterdns() { start_daemon clusterdns "$BIN/clusterdns" -kubeconfig "$KUBECONFIG_ADMIN" -listen "$NODE_IP:53"; }
+
+start_node() {
+	start_containerd
+	wait_for "containerd" 30 ctr --address "$CTD_SOCK" version || die "containerd did not start; see $LOGS/containerd.log"
+	log "containerd: importing images"
+	import_images
+	start_kubelet
+	start_kube_proxy
+	start_clusterdns
 	wait_for "node $NODE Ready" 120 node_ready || die "node did not become Ready; see $LOGS/kubelet.log"
 	log "node $NODE: Ready"
 }
@@ -722,6 +777,12 @@ render_knative() {
 	chmod -R u+w "$out"
 }
 
+start_kingress() {
+	start_daemon kingress "$BIN/kingress" -kubeconfig "$KUBECONFIG_ADMIN" -class "$INGRESS_CLASS" \
+		-public "127.0.0.1:$INGRESS_PORT" -internal "$NODE_IP:80"
+}
+kingress_healthy() { bash -c "exec 3<>/dev/tcp/127.0.0.1/$INGRESS_PORT" 2>/dev/null; }
+
 knative_ready() {
 	local d
 	for d in controller autoscaler activator webhook; do
@@ -749,8 +810,7 @@ install_knative() {
 	kc apply --server-side --force-conflicts -f "$out/rbac" >/dev/null
 	kc apply --server-side --force-conflicts -f "$out/deploy" >/dev/null
 	kc apply --server-side --force-conflicts -f "$out/webhooks" >/dev/null
-	start_daemon kingress "$BIN/kingress" -kubeconfig "$KUBECONFIG_ADMIN" -class "$INGRESS_CLASS" \
-		-public "127.0.0.1:$INGRESS_PORT" -internal "$NODE_IP:80"
+	start_kingress
 	log "Knative: waiting for controller, autoscaler, activator, webhook"
 	if ! wait_for "Knative deployments" 300 knative_ready; then
 		kc -n knative-serving get pods -o wide >&2 || true
@@ -799,7 +859,9 @@ kill_pids() {
 	kill -TERM "$@" 2>/dev/null || true
 	sleep 1
 	local p
-	for p in "$@"; do [[ -d /proc/$p ]] && kill -KILL "$p" 2>/dev/null || true; done
+	for p in "$@"; do
+		if [[ -d /proc/$p ]]; then kill -KILL "$p" 2>/dev/null || true; fi
+	done
 }
 
 # shim_pids: containerd shims serving this cluster's containerd.
@@ -832,12 +894,14 @@ drop_kube_chains() {
 		[[ $rule == "-A "* && $rule == *"-j KUBE-"* && $rule != "-A KUBE-"* ]] || continue
 		eval "\"\$ipt\" -w 5 -t \"\$tbl\" -D ${rule#-A }" 2>/dev/null || true
 	done <<<"$rules"
-	for chain in $(awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}' <<<"$rules"); do
-		"$ipt" -w 5 -t "$tbl" -F "$chain" 2>/dev/null || true
-	done
-	for chain in $(awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}' <<<"$rules"); do
-		"$ipt" -w 5 -t "$tbl" -X "$chain" 2>/dev/null || true
-	done
+	local chains
+	chains=$(awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}' <<<"$rules")
+	while read -r chain; do
+		if [[ -n $chain ]]; then "$ipt" -w 5 -t "$tbl" -F "$chain" 2>/dev/null || true; fi
+	done <<<"$chains"
+	while read -r chain; do
+		if [[ -n $chain ]]; then "$ipt" -w 5 -t "$tbl" -X "$chain" 2>/dev/null || true; fi
+	done <<<"$chains"
 }
 
 cmd_down() {
@@ -971,17 +1035,12 @@ cmd_status() {
 		return 0
 	fi
 	echo "components:"
-	status_line etcd curl -sf "http://127.0.0.1:$ETCD_PORT/health"
-	status_line kube-apiserver apiserver_ready
-	status_line kube-controller-manager curl -skf https://127.0.0.1:10257/healthz
-	status_line kube-scheduler curl -skf https://127.0.0.1:10259/healthz
-	status_line containerd ctr --address "$CTD_SOCK" version
-	status_line kubelet curl -sf http://127.0.0.1:10248/healthz
-	status_line kube-proxy curl -sf http://127.0.0.1:10256/healthz
-	status_line clusterdns "$BIN/clusterdns" -probe kubernetes.default.svc.cluster.local. -listen "$NODE_IP:53"
-	status_line kingress bash -c "exec 3<>/dev/tcp/127.0.0.1/$INGRESS_PORT"
-	local total=0 n pid
-	for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy clusterdns kingress; do
+	local n
+	for n in "${COMPONENTS[@]}"; do
+		status_line "$n" "$(component_fn "$n" healthy)"
+	done
+	local total=0 pid
+	for n in "${COMPONENTS[@]}"; do
 		running "$n" || continue
 		pid=$(<"$PIDS/$n.pid")
 		total=$((total + $(rss_of "$pid")))
@@ -1034,6 +1093,50 @@ cmd_image() {
 		log "image: cluster not up; $ref will be imported by the next up"
 	fi
 	printf '%s\n' "$tar"
+}
+
+# The host components, in the order up starts them. Each has a start_X
+# and an X_healthy function, X being NAME with dashes as underscores and,
+# for the control plane's three, without kube- (start_apiserver,
+# apiserver_healthy).
+readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy clusterdns kingress)
+
+# component_fn NAME start|healthy: the function that starts NAME, or tells
+# whether it is healthy.
+component_fn() {
+	local base
+	case $1 in
+	kube-apiserver | kube-controller-manager | kube-scheduler) base=${1#kube-} ;;
+	*) base=$1 ;;
+	esac
+	base=${base//-/_}
+	case $2 in
+	start) printf 'start_%s' "$base" ;;
+	healthy) printf '%s_healthy' "$base" ;;
+	esac
+}
+
+# cmd_restart NAME: stop one running host component (TERM, KILL after 20
+# s) and start it again as up does, then wait until it is healthy; prints
+# the milliseconds from the stop to healthy on stdout.
+cmd_restart() {
+	need_root
+	local name=${1:-} c
+	for c in "${COMPONENTS[@]}"; do [[ $c == "$name" ]] && break; done
+	[[ -n $name && $c == "$name" ]] || die "usage: hack/cluster.sh restart COMPONENT, one of: ${COMPONENTS[*]}"
+	running "$name" || die "$name is not running (hack/cluster.sh up starts it)"
+	local old t stopped healthy
+	old=$(<"$PIDS/$name.pid")
+	t=$(date +%s%N)
+	stop_daemons 20 "$name"
+	stopped=$(elapsed_ms "$t")
+	"$(component_fn "$name" start)"
+	healthy=$(component_fn "$name" healthy)
+	wait_for "$name to be healthy again" 180 "$healthy" || die "$name did not become healthy again; see $LOGS/$name.log"
+	local ms
+	ms=$(elapsed_ms "$t")
+	log "restart: $name (pid $old -> $(<"$PIDS/$name.pid")) stopped in $stopped ms, healthy again $ms ms after the stop began"
+	printf '%s\n' "$ms"
 }
 
 # elapsed_ms START_NS: milliseconds since START_NS (date +%s%N).
@@ -1108,6 +1211,7 @@ main() {
 	build) cmd_build ;;
 	image) cmd_image "$@" ;;
 	smoke) cmd_smoke ;;
+	restart) cmd_restart "$@" ;;
 	kubeconfig) printf '%s\n' "$KUBECONFIG_ADMIN" ;;
 	env)
 		printf 'export KUBECONFIG=%s\n' "$KUBECONFIG_ADMIN"
