@@ -232,9 +232,16 @@ func TestLocalEndToEnd(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(body, "hello from greeter 1.0.0") {
 		t.Fatalf("invoke echo = %d %q, want 200 with greeter 1.0.0", code, body)
 	}
-	uri, err := os.ReadFile(filepath.Join(bindings, "echo", "uri"))
-	if err != nil || !strings.HasPrefix(string(uri), "http://127.0.0.1:") {
-		t.Fatalf("binding file echo/uri = %q, %v; want the provider's URL", uri, err)
+	// The sidecar writes the binding files after it applies a snapshot,
+	// which its API already serves: wait for them.
+	var uri []byte
+	var err error
+	waitFor(t, 10*time.Second, "binding file echo/uri", func() bool {
+		uri, err = os.ReadFile(filepath.Join(bindings, "echo", "uri"))
+		return err == nil
+	})
+	if !strings.HasPrefix(string(uri), "http://127.0.0.1:") {
+		t.Fatalf("binding file echo/uri = %q; want the provider's URL", uri)
 	}
 	_, latest := getBinding(t, consumerSidecar, "latest", "")
 	if latest.Provider != "echo" {
