@@ -23,7 +23,9 @@ import (
 // Serving (hack/cluster.sh): it builds the images from this tree, installs
 // ddi from deploy/overlays/local, runs the example functions of
 // examples/knative, examples/openfaas and examples/fission, and checks
-// each claim of docs/platforms.md on the running pods. It needs root and a running
+// each claim of docs/platforms.md on the running pods; it also restarts
+// kube-apiserver, etcd and containerd in place under steady traffic
+// (clusterchaos_test.go, docs/reliability.md). It needs root and a running
 // local cluster, and skips otherwise; hack/e2e.sh brings the cluster up,
 // runs it and brings the cluster down.
 //
@@ -343,6 +345,18 @@ func TestKnative(t *testing.T) {
 		t.Logf("rebind: %v", rep.Rebind)
 	})
 
+	// Host components of the cluster restarted in place, one at a time,
+	// each under steady traffic: the API server, then etcd; the
+	// controller's leader pod is deleted next (the scenario after these),
+	// and containerd restarted after that.
+	chaos := c.newClusterChaos(t, route, frontendHost, client)
+	rep.ClusterRestarts = map[string]map[string]string{}
+	for _, component := range []string{"kube-apiserver", "etcd"} {
+		t.Run(component+" restarted during steady traffic", func(t *testing.T) {
+			rep.ClusterRestarts[component] = chaos.restart(t, component)
+		})
+	}
+
 	t.Run("leader, then the other controller replica deleted during steady traffic", func(t *testing.T) {
 		pod := c.frontendPod(t)
 		replicas := c.controllerReplicas(t)
@@ -502,6 +516,12 @@ spec:
 			"change seen by frontend after": resynced.Sub(reconnected).Round(10*time.Millisecond).String() + " (Provider patched after the reconnect)",
 		}
 		t.Logf("controller %s replaced by %s: %v", old[0].Name, back.Name, rep.ControllerOutage)
+	})
+
+	t.Run("containerd restarted during steady traffic", func(t *testing.T) {
+		rep.ClusterRestarts["containerd"] = chaos.restart(t, "containerd")
+		t.Logf("the controller's leader pod deleted during steady traffic: see the scenario %q (report: controllerReplicas)",
+			"leader, then the other controller replica deleted during steady traffic")
 	})
 
 	t.Run("scale to zero and back, cold start with and without ddi", func(t *testing.T) {
@@ -770,6 +790,11 @@ type report struct {
 	ColdStart          map[string]string `json:"coldStart,omitempty"`
 	RegistrationGone   string            `json:"registrationGone,omitempty"`
 	FissionReidentify  string            `json:"fissionReidentify,omitempty"`
+
+	// ClusterRestarts are the figures of each host component restarted
+	// in place, by component (the leader pod's deletion is in
+	// ControllerReplicas).
+	ClusterRestarts map[string]map[string]string `json:"clusterRestarts,omitempty"`
 }
 
 func step(what string, since time.Time) string {
