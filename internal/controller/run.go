@@ -40,6 +40,19 @@ import (
 
 var setLoggerOnce sync.Once
 
+// SetProcessLoggers points controller-runtime's and client-go's
+// process-wide loggers at log; the first call of the process wins (Run
+// makes it). A process that uses client-go before Run (a test that opens a
+// store first) calls it earlier, so that setting the loggers never races
+// with their use.
+func SetProcessLoggers(log *slog.Logger) {
+	setLoggerOnce.Do(func() {
+		lr := logr.FromSlogHandler(log.Handler())
+		ctrllog.SetLogger(lr)
+		klog.SetLogger(lr)
+	})
+}
+
 // The rate budget of sidecar authentication (TokenReviews and pod reads),
 // apart from the manager's: enough for hundreds of pods starting at once,
 // and small enough that it cannot flood the API server.
@@ -63,12 +76,7 @@ func Run(ctx context.Context, o Options) error {
 		log = slog.New(slog.DiscardHandler)
 	}
 	lr := logr.FromSlogHandler(log.Handler())
-	// controller-runtime and client-go log through process-wide loggers;
-	// the first Run of the process sets them.
-	setLoggerOnce.Do(func() {
-		ctrllog.SetLogger(lr)
-		klog.SetLogger(lr)
-	})
+	SetProcessLoggers(log)
 
 	cfg, err := restConfig(o)
 	if err != nil {

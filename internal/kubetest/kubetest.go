@@ -314,6 +314,9 @@ func startReplica(t testing.TB, cp *ControlPlane, opts Options, i, n int) (strin
 	if n > 1 {
 		log = log.With("replica", i)
 	}
+	// Before the store below uses client-go: controller.Run would set
+	// client-go's process-wide logger while the store already logs.
+	controller.SetProcessLoggers(log)
 	cfg := cp.Config
 	if opts.As != "" {
 		cfg = rest.CopyConfig(cfg)
