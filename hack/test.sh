@@ -17,6 +17,7 @@ command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v nats-server >/dev/null || need_pkgs+=(nats-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v node >/dev/null || need_pkgs+=(nodejs npm)
+command -v python3 >/dev/null || need_pkgs+=(python3)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -4,6 +4,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -44,7 +45,7 @@ type LocalOptions struct {
 func LocalOnly(next http.Handler, opts LocalOptions) http.Handler {
 	extra, anyIP := listenHost(opts.Listen)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if host := hostOf(r.Host); !loopbackHost(host) && (extra == "" || !strings.EqualFold(host, extra)) && !(anyIP && net.ParseIP(host) != nil) {
+		if host := hostOf(r.Host); !loopbackHost(host) && (extra == "" || !strings.EqualFold(host, extra)) && !(anyIP && isIP(host)) {
 			p := NewProblem(http.StatusMisdirectedRequest, "host-not-allowed",
 				"Host "+strconv.Quote(r.Host)+" is not a loopback name or address: this API answers only requests addressed to localhost, 127.0.0.1 or [::1], "+
 					"so that a web page whose name resolves to this machine (DNS rebinding) cannot call it; call it at http://127.0.0.1:PORT or http://localhost:PORT"+
@@ -113,13 +114,21 @@ func hostOf(hostport string) string {
 	return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
 }
 
+// isIP reports whether host is an IP address, without allocating.
+func isIP(host string) bool {
+	_, err := netip.ParseAddr(host)
+	return err == nil
+}
+
 // loopbackHost reports whether host is localhost or a loopback address.
 func loopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	// netip, not net.ParseIP: every request passes here, and netip does
+	// not allocate.
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // loopbackOrigin reports whether an Origin header names one http(s)

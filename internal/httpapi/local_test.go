@@ -87,3 +87,17 @@ func TestLocalOnly(t *testing.T) {
 		})
 	}
 }
+
+// TestLocalOnlyDoesNotAllocate: the guard runs before every resolve and
+// invoke, the sidecar's hot paths; admitting a loopback request allocates
+// nothing.
+func TestLocalOnlyDoesNotAllocate(t *testing.T) {
+	h := httpapi.LocalOnly(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), httpapi.LocalOptions{Listen: "127.0.0.1:7471"})
+	for _, host := range []string{"127.0.0.1:7471", "localhost:7471", "[::1]:7471"} {
+		r := httptest.NewRequest(http.MethodGet, "http://"+host+"/v1/bindings/db", nil)
+		w := httptest.NewRecorder()
+		if n := testing.AllocsPerRun(100, func() { h.ServeHTTP(w, r) }); n != 0 {
+			t.Errorf("LocalOnly admitting Host %s: %v allocations per request, want 0", host, n)
+		}
+	}
+}
