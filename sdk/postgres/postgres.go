@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	ddi "ddi.dev/ddi/sdk"
+	"ddi.dev/ddi/sdk/internal/drain"
 )
 
 func init() {
@@ -127,6 +129,30 @@ func targetOf(b ddi.Binding, cfg *pgx.ConnConfig) target {
 type binder struct {
 	dep     *ddi.Dependency
 	current atomic.Pointer[target] // the newest target a connection used
+
+	mu   sync.Mutex
+	open map[*pgconn.PgConn]target // *sql.DB only: connections opened, until seen closed
+}
+
+// staleOpen reports whether a connection opened for an earlier binding is
+// still open (idle in the pool or busy). It forgets closed connections.
+func (bd *binder) staleOpen() bool {
+	bd.mu.Lock()
+	conns := make(map[*pgconn.PgConn]target, len(bd.open))
+	for pc, tg := range bd.open {
+		if pc.IsClosed() {
+			delete(bd.open, pc)
+			continue
+		}
+		conns[pc] = tg
+	}
+	bd.mu.Unlock()
+	for _, tg := range conns {
+		if bd.staleTarget(context.Background(), tg) {
+			return true
+		}
+	}
+	return false
 }
 
 // beforeConnect replaces the configuration of a new connection with the
@@ -145,6 +171,11 @@ func (bd *binder) beforeConnect(ctx context.Context, cfg *pgx.ConnConfig) error 
 	prev := fresh.AfterConnect
 	fresh.AfterConnect = func(ctx context.Context, pc *pgconn.PgConn) error {
 		pc.CustomData()[targetKey] = tg
+		if bd.open != nil {
+			bd.mu.Lock()
+			bd.open[pc] = tg
+			bd.mu.Unlock()
+		}
 		if prev != nil {
 			return prev(ctx, pc)
 		}
@@ -158,9 +189,12 @@ func (bd *binder) beforeConnect(ctx context.Context, cfg *pgx.ConnConfig) error 
 // current binding's. While the binding is unresolved, connections are kept.
 func (bd *binder) stale(ctx context.Context, conn *pgx.Conn) bool {
 	tg, ok := conn.PgConn().CustomData()[targetKey].(target)
-	if !ok {
-		return false
-	}
+	return ok && bd.staleTarget(ctx, tg)
+}
+
+// staleTarget reports whether tg is another target than the current
+// binding's.
+func (bd *binder) staleTarget(ctx context.Context, tg target) bool {
 	b, err := bd.dep.Binding(ctx)
 	if err != nil {
 		return false
@@ -192,15 +226,15 @@ func placeholder() (*pgx.ConnConfig, error) {
 // connection, and a ResetSession hook that refuses (driver.ErrBadConn) a
 // pooled connection opened for an earlier binding, so database/sql closes
 // it and uses or opens another one instead; the query is not failed. After
-// every change of the binding the idle connections are swept (see sweep).
-// Unless
-// the dependency is lazy, it pings the database first.
+// every change of the binding the idle connections are swept until none of
+// an earlier binding is left (see internal/drain). Unless the dependency is
+// lazy, it pings the database first.
 func OpenDB(ctx context.Context, dep *ddi.Dependency) (*sql.DB, error) {
 	cfg, err := placeholder()
 	if err != nil {
 		return nil, err
 	}
-	bd := &binder{dep: dep}
+	bd := &binder{dep: dep, open: map[*pgconn.PgConn]target{}}
 	db := sql.OpenDB(stdlib.GetConnector(*cfg,
 		stdlib.OptionBeforeConnect(bd.beforeConnect),
 		stdlib.OptionResetSession(func(ctx context.Context, conn *pgx.Conn) error {
@@ -210,7 +244,9 @@ func OpenDB(ctx context.Context, dep *ddi.Dependency) (*sql.DB, error) {
 			return nil
 		}),
 	))
-	dep.OnChange(func(ddi.Binding) { go sweep(db) })
+	dep.OnChange(func(ddi.Binding) {
+		go drain.Run(func(ctx context.Context) { sweep(ctx, db) }, bd.staleOpen)
+	})
 	if dep.Lazy() {
 		return db, nil
 	}
@@ -221,17 +257,12 @@ func OpenDB(ctx context.Context, dep *ddi.Dependency) (*sql.DB, error) {
 	return db, nil
 }
 
-// sweepTimeout bounds one sweep of a *sql.DB's idle connections.
-const sweepTimeout = 10 * time.Second
-
 // sweep drains the idle connections of db after a binding change: it
 // checks out as many connections as are idle, which makes database/sql run
 // ResetSession on each, close the stale ones and open replacements to the
 // new target, then returns them all. Busy connections are left alone; they
-// are refused when next handed out.
-func sweep(db *sql.DB) {
-	ctx, cancel := context.WithTimeout(context.Background(), sweepTimeout)
-	defer cancel()
+// are refused when next handed out, or dropped by a later sweep.
+func sweep(ctx context.Context, db *sql.DB) {
 	n := db.Stats().Idle
 	conns := make([]*sql.Conn, 0, n)
 	for range n {

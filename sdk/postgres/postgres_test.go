@@ -195,6 +195,45 @@ func TestPlannedSwitch(t *testing.T) {
 	waitUntil(t, func() bool { return appSessions(t, a, time.Now()) == 0 })
 }
 
+// TestPlannedSwitchDrainsBusyConnections: a connection running a query while
+// the binding changes goes back to database/sql's pool after the first
+// sweep; buried under a newer connection (the pool hands out the most
+// recently returned one first), it would never be reused and refused. It
+// must still be closed.
+func TestPlannedSwitchDrainsBusyConnections(t *testing.T) {
+	a, b := testservers.StartPostgres(t), testservers.StartPostgres(t)
+	sc := dditest.NewSidecar(binding(a))
+	defer sc.Close()
+	db := inject(t, sc).DB
+
+	sleep := func(d time.Duration, done chan<- error) {
+		_, err := db.ExecContext(context.Background(), "SELECT pg_sleep($1)", d.Seconds())
+		done <- err
+	}
+	oldBusy, newBusy := make(chan error, 1), make(chan error, 1)
+	go sleep(time.Second, oldBusy) // on a, across the switch
+	waitUntil(t, func() bool { return appSessions(t, a, time.Now()) > 0 })
+	switchTo(sc, b)
+	waitUntil(t, func() bool { port, err := serverPort(t.Context(), db); return err == nil && port == b.Port })
+	go sleep(2*time.Second, newBusy) // on b, returned after the one on a
+	for _, c := range []chan error{oldBusy, newBusy} {
+		if err := <-c; err != nil {
+			t.Fatalf("pg_sleep: %v", err)
+		}
+	}
+	// One query at a time only ever takes the top connection.
+	deadline := time.Now().Add(10 * time.Second)
+	for appSessions(t, a, time.Now()) != 0 {
+		if port, err := serverPort(t.Context(), db); err != nil || port != b.Port {
+			t.Fatalf("query after the switch answered by port %d (%v), want %d", port, err, b.Port)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a session on the old server is still open 10s after the switch")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestFailover kills the server the function uses and switches the
 // binding to a second one after a detection delay; the same *sql.DB then
 // serves from the second server. Queries fail only while the binding still

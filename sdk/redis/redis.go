@@ -29,6 +29,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -37,6 +38,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	ddi "ddi.dev/ddi/sdk"
+	"ddi.dev/ddi/sdk/internal/drain"
 )
 
 func init() {
@@ -84,6 +86,26 @@ type binder struct {
 	dep     *ddi.Dependency
 	current atomic.Pointer[target]
 	dialer  net.Dialer
+
+	mu   sync.Mutex
+	open map[*boundConn]struct{} // plain TCP connections not yet closed
+}
+
+// staleOpen reports whether a connection dialled for an earlier binding is
+// still open (idle in the pool or running a command).
+func (bd *binder) staleOpen() bool {
+	bd.mu.Lock()
+	conns := make([]*boundConn, 0, len(bd.open))
+	for c := range bd.open {
+		conns = append(conns, c)
+	}
+	bd.mu.Unlock()
+	for _, c := range conns {
+		if bd.stale(c.target) {
+			return true
+		}
+	}
+	return false
 }
 
 func (bd *binder) dial(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -106,7 +128,11 @@ func (bd *binder) dial(ctx context.Context, network, _ string) (net.Conn, error)
 	if !ok {
 		return raw, nil
 	}
-	return &boundConn{TCPConn: tcp, bd: bd, target: tg}, nil
+	c := &boundConn{TCPConn: tcp, bd: bd, target: tg}
+	bd.mu.Lock()
+	bd.open[c] = struct{}{}
+	bd.mu.Unlock()
+	return c, nil
 }
 
 func (bd *binder) credentials(ctx context.Context) (string, string, error) {
@@ -162,12 +188,22 @@ func (c *boundConn) SyscallConn() (syscall.RawConn, error) {
 	return c.TCPConn.SyscallConn()
 }
 
+// Close closes the connection and forgets it.
+func (c *boundConn) Close() error {
+	c.bd.mu.Lock()
+	delete(c.bd.open, c)
+	c.bd.mu.Unlock()
+	return c.TCPConn.Close()
+}
+
 // NewClient builds the *redis.Client of a dependency (see the package
 // documentation). After every change of the binding, the idle connections
-// are swept: checked out once, which drops the stale ones, and given back.
+// are swept until no connection of an earlier binding is left (see
+// internal/drain).
 // Unless the dependency is lazy, it pings the server first.
 func NewClient(ctx context.Context, dep *ddi.Dependency) (*redis.Client, error) {
-	bd := &binder{dep: dep, dialer: net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}}
+	bd := &binder{dep: dep, dialer: net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
+		open: map[*boundConn]struct{}{}}
 	// Addr is informational (the Dialer picks the address at every dial);
 	// it must not be a name to resolve: go-redis looks Addr up.
 	addr := "127.0.0.1:6379"
@@ -184,7 +220,7 @@ func NewClient(ctx context.Context, dep *ddi.Dependency) (*redis.Client, error) 
 		// notifications (they would hand out addresses past the Dialer).
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
-	dep.OnChange(func(ddi.Binding) { go sweep(client) })
+	dep.OnChange(func(ddi.Binding) { go drain.Run(func(ctx context.Context) { sweep(ctx, client) }, bd.staleOpen) })
 	if dep.Lazy() {
 		return client, nil
 	}
@@ -201,9 +237,7 @@ func NewClient(ctx context.Context, dep *ddi.Dependency) (*redis.Client, error) 
 
 // sweep takes every idle connection out of the pool once (go-redis drops
 // the stale ones on the way and dials replacements), then gives them back.
-func sweep(client *redis.Client) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+func sweep(ctx context.Context, client *redis.Client) {
 	n := int(client.PoolStats().IdleConns)
 	conns := make([]*redis.Conn, 0, n)
 	for range n {

@@ -54,13 +54,19 @@ func mark(t *testing.T, r *testservers.Redis, password, name string) {
 // clients counts the connections a server has, without the one asking.
 func clients(t *testing.T, r *testservers.Redis, password string) int {
 	t.Helper()
+	return strings.Count(strings.TrimSpace(clientList(t, r, password)), "\n")
+}
+
+// clientList is the server's CLIENT LIST, asked on a connection of its own.
+func clientList(t *testing.T, r *testservers.Redis, password string) string {
+	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: password})
 	defer c.Close()
 	list, err := c.ClientList(t.Context()).Result()
 	if err != nil {
 		t.Fatalf("CLIENT LIST on %s: %v", r.Addr, err)
 	}
-	return strings.Count(strings.TrimSpace(list), "\n")
+	return list
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -157,6 +163,49 @@ func TestAddressSwitch(t *testing.T) {
 	}
 	// The connections to the old server are drained.
 	waitUntil(t, func() bool { return clients(t, a, "pw") == 0 })
+}
+
+// TestAddressSwitchDrainsBusyConnections: a connection that is running a
+// command while the binding changes goes back to the pool after the first
+// sweep; buried under a newer connection in go-redis's LIFO pool, it would
+// never be handed out (and dropped) again. It must still be closed.
+func TestAddressSwitchDrainsBusyConnections(t *testing.T) {
+	a, b := testservers.StartRedis(t, "pw"), testservers.StartRedis(t, "pw")
+	mark(t, b, "pw", "B")
+	sc := dditest.NewSidecar(binding(a, "pw"))
+	defer sc.Close()
+	c := inject(t, sc)
+
+	// A connection to a, busy for a second (BLPOP's least) across the switch.
+	oldBusy := make(chan error, 1)
+	go func() { oldBusy <- c.BLPop(context.Background(), time.Second, "nothing").Err() }()
+	waitUntil(t, func() bool { return strings.Contains(clientList(t, a, "pw"), "cmd=blpop") })
+
+	nb := binding(b, "pw")
+	sc.Update("cache", func(bd *ddi.Binding) { bd.Provider, bd.Endpoints = nb.Provider, nb.Endpoints })
+	waitUntil(t, func() bool { v, err := c.Get(t.Context(), "server").Result(); return err == nil && v == "B" })
+
+	// A connection to b, busy until after the old one is back in the
+	// pool: it goes back on top of it.
+	newBusy := make(chan error, 1)
+	go func() { newBusy <- c.BLPop(context.Background(), 2*time.Second, "nothing").Err() }()
+	if err := <-oldBusy; err != redis.Nil {
+		t.Fatalf("BLPOP on the old server = %v, want redis.Nil (timed out)", err)
+	}
+	if err := <-newBusy; err != redis.Nil {
+		t.Fatalf("BLPOP on the new server = %v, want redis.Nil (timed out)", err)
+	}
+	// One command at a time only ever takes the top connection.
+	deadline := time.Now().Add(10 * time.Second)
+	for clients(t, a, "pw") != 0 {
+		if v, err := c.Get(t.Context(), "server").Result(); err != nil || v != "B" {
+			t.Fatalf("GET server after the switch = %q, %v; want B", v, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a connection to the old server is still open 10s after the switch:\n%s", clientList(t, a, "pw"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func TestPasswordRotation(t *testing.T) {
