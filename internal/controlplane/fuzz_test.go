@@ -218,6 +218,28 @@ func FuzzResolve(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		code, out := e.do("POST", "/v1/resolve", body)
 		checkStatus(t, "POST /v1/resolve", code, out)
+		// /v1/explain takes the same body and runs the same rules: it
+		// must agree with /v1/resolve.
+		ecode, eout := e.do("POST", "/v1/explain", body)
+		checkStatus(t, "POST /v1/explain", ecode, eout)
+		var ex controlplane.ExplainResponse
+		switch {
+		case code == http.StatusOK || code == http.StatusNotFound:
+			if ecode != http.StatusOK {
+				t.Fatalf("POST /v1/resolve = %d but POST /v1/explain = %d %s", code, ecode, eout)
+			}
+			if err := json.Unmarshal(eout, &ex); err != nil {
+				t.Fatalf("POST /v1/explain = %s: %v", eout, err)
+			}
+			if (code == http.StatusNotFound) != (ex.Unresolved != "" && ex.Chosen == "") {
+				t.Fatalf("POST /v1/resolve = %d %s, explain chose %q unresolved %q", code, out, ex.Chosen, ex.Unresolved)
+			}
+			if bytes.Contains(eout, []byte(`"secret"`)) {
+				t.Fatalf("POST /v1/explain answered a secret: %s", eout)
+			}
+		case ecode != code:
+			t.Fatalf("POST /v1/resolve = %d but POST /v1/explain = %d %s", code, ecode, eout)
+		}
 		if code/100 != 2 {
 			return
 		}
@@ -239,6 +261,9 @@ func FuzzResolve(f *testing.F) {
 		dep, err := registry.ParseDependency(req.Dependency)
 		if err != nil {
 			t.Fatalf("a 2xx resolve of the dependency %q, which does not parse: %v", req.Dependency, err)
+		}
+		if ex.Chosen != registry.Key(b.Namespace, b.Provider) {
+			t.Fatalf("POST /v1/resolve bound %s/%s, POST /v1/explain chose %q", b.Namespace, b.Provider, ex.Chosen)
 		}
 		if b.Name != dep.Alias || b.Selector != dep.Selector.String() {
 			t.Fatalf("POST /v1/resolve %q answered binding %q for selector %q", req.Dependency, b.Name, b.Selector)

@@ -19,6 +19,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /v1/providers/{namespace}/{name}", s.handleDelete)
 	mux.HandleFunc("POST /v1/providers/{namespace}/{name}/renew", s.handleRenew)
 	mux.HandleFunc("POST /v1/resolve", s.handleResolve)
+	mux.HandleFunc("POST /v1/explain", s.handleExplain)
 	mux.HandleFunc("GET /v1/sidecars", func(w http.ResponseWriter, r *http.Request) {
 		caller, ok := s.caller(w, r)
 		if !ok {
@@ -280,36 +281,8 @@ type ResolveRequest struct {
 }
 
 func (s *Server) handleResolve(w http.ResponseWriter, r *http.Request) {
-	var req ResolveRequest
-	if prob := httpapi.DecodeJSON(w, r, &req); prob != nil {
-		httpapi.WriteProblem(w, prob)
-		return
-	}
-	caller, ok := s.caller(w, r)
+	req, dep, _, ok := s.resolveRequest(w, r)
 	if !ok {
-		return
-	}
-	if !caller.Admin {
-		// A sidecar resolves for its own function only, as the control
-		// plane knows it (labels and service account included).
-		if (req.Consumer.Name != "" && req.Consumer.Name != caller.Consumer.Name) ||
-			(req.Consumer.Namespace != "" && req.Consumer.Namespace != caller.Consumer.Namespace) {
-			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusForbidden, "forbidden",
-				"a sidecar resolves only for its own function "+registry.Key(caller.Consumer.Namespace, caller.Consumer.Name)+"; leave consumer empty or name it"))
-			return
-		}
-		req.Consumer = caller.Consumer
-	}
-	if req.Consumer.Namespace == "" {
-		req.Consumer.Namespace = registry.DefaultNamespace
-	}
-	if err := registry.ValidateName("consumer.name", req.Consumer.Name); err != nil {
-		httpapi.WriteProblem(w, httpapi.ValidationProblem(err))
-		return
-	}
-	dep, err := registry.ParseDependency(req.Dependency)
-	if err != nil {
-		httpapi.WriteProblem(w, httpapi.FieldProblem("dependency", err.Error()))
 		return
 	}
 	v := s.current.Load()
@@ -323,6 +296,70 @@ func (s *Server) handleResolve(w http.ResponseWriter, r *http.Request) {
 	b := registry.NewBinding(dep, p, false)
 	b.Revision = p.Revision
 	httpapi.WriteJSON(w, http.StatusOK, b)
+}
+
+// ExplainResponse is the answer of POST /v1/explain.
+type ExplainResponse struct {
+	registry.Explanation
+	// Revision is the store revision the explanation reflects.
+	Revision int64 `json:"revision"`
+}
+
+// handleExplain answers POST /v1/explain: the body of /v1/resolve, and
+// every candidate with the rule that admitted or rejected it. It answers
+// 200 for an unresolved dependency too (Unresolved says why). A sidecar
+// caller sees only its own namespace's candidates and those exported to
+// it; the rest are counted in Hidden.
+func (s *Server) handleExplain(w http.ResponseWriter, r *http.Request) {
+	req, dep, caller, ok := s.resolveRequest(w, r)
+	if !ok {
+		return
+	}
+	v := s.current.Load()
+	ex := registry.Explain(req.Consumer, dep, v.candidates(dep.Selector, req.Consumer.Namespace))
+	if !caller.Admin {
+		ex.Visible(caller.Consumer.Namespace)
+	}
+	httpapi.WriteJSON(w, http.StatusOK, ExplainResponse{Explanation: ex, Revision: v.revision})
+}
+
+// resolveRequest decodes and authorises the body of /v1/resolve and
+// /v1/explain, or writes the problem and returns false. A sidecar resolves
+// for its own function only.
+func (s *Server) resolveRequest(w http.ResponseWriter, r *http.Request) (ResolveRequest, registry.Dependency, Caller, bool) {
+	var req ResolveRequest
+	if prob := httpapi.DecodeJSON(w, r, &req); prob != nil {
+		httpapi.WriteProblem(w, prob)
+		return req, registry.Dependency{}, Caller{}, false
+	}
+	caller, ok := s.caller(w, r)
+	if !ok {
+		return req, registry.Dependency{}, Caller{}, false
+	}
+	if !caller.Admin {
+		// A sidecar resolves for its own function only, as the control
+		// plane knows it (labels and service account included).
+		if (req.Consumer.Name != "" && req.Consumer.Name != caller.Consumer.Name) ||
+			(req.Consumer.Namespace != "" && req.Consumer.Namespace != caller.Consumer.Namespace) {
+			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusForbidden, "forbidden",
+				"a sidecar resolves only for its own function "+registry.Key(caller.Consumer.Namespace, caller.Consumer.Name)+"; leave consumer empty or name it"))
+			return req, registry.Dependency{}, Caller{}, false
+		}
+		req.Consumer = caller.Consumer
+	}
+	if req.Consumer.Namespace == "" {
+		req.Consumer.Namespace = registry.DefaultNamespace
+	}
+	if err := registry.ValidateName("consumer.name", req.Consumer.Name); err != nil {
+		httpapi.WriteProblem(w, httpapi.ValidationProblem(err))
+		return req, registry.Dependency{}, Caller{}, false
+	}
+	dep, err := registry.ParseDependency(req.Dependency)
+	if err != nil {
+		httpapi.WriteProblem(w, httpapi.FieldProblem("dependency", err.Error()))
+		return req, registry.Dependency{}, Caller{}, false
+	}
+	return req, dep, caller, true
 }
 
 func ownerText(owner string) string {

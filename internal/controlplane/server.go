@@ -70,6 +70,14 @@ type Server struct {
 	reg     *prometheus.Registry
 
 	regCap regCap // MaxRegistrationsPerOwner (regcap.go)
+
+	// sessChange is closed and replaced (under mu) whenever a stream
+	// opens, ends, is sent a snapshot or acknowledges one (graph.go).
+	sessChange chan struct{}
+	// stopping is closed when Run's context ends, so that dashboard event
+	// streams end with the streams of sidecars.
+	stopping     chan struct{}
+	stoppingOnce sync.Once
 }
 
 // New builds a Server.
@@ -89,6 +97,9 @@ func New(opts Options) (*Server, error) {
 		recheck:   opts.Recheck,
 		touch:     make(chan []string, 1),
 		reg:       prometheus.NewRegistry(),
+
+		sessChange: make(chan struct{}),
+		stopping:   make(chan struct{}),
 	}
 	if s.auth == nil {
 		s.auth = Trusting{}
@@ -123,6 +134,7 @@ func (s *Server) Run(ctx context.Context) error {
 	for {
 		err := s.sync(ctx)
 		if ctx.Err() != nil {
+			s.stoppingOnce.Do(func() { close(s.stopping) })
 			s.mu.Lock()
 			for _, sess := range s.sessions {
 				sess.cancel()
@@ -134,6 +146,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Warn("store watch ended; listing again", "err", err, "backoff", delay)
 		select {
 		case <-ctx.Done():
+			s.stoppingOnce.Do(func() { close(s.stopping) })
 			return nil
 		case <-time.After(delay):
 		}
@@ -253,6 +266,7 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.routes(mux)
+	s.dashboardRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	return mux
 }

@@ -306,6 +306,7 @@ func TestStreamSnapshotsAcksAndResume(t *testing.T) {
 	}
 	// Resume after a change: a full snapshot with a higher version.
 	e.do(t, "DELETE", "/v1/providers/default/g2", "")
+	waitRevision(t, e) // the index must have seen the delete before the stream opens
 	hello.SidecarID = "sc-2"
 	s3 := openStream(t, e, hello)
 	m := s3.next(t)

@@ -114,6 +114,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	s.sessions[key] = sess
 	s.byToken[sess.streamToken] = sess
 	s.limitStreams(id.Owner)
+	s.sessionsChanged()
 	s.mu.Unlock()
 	s.metrics.streams.Inc()
 	defer func() {
@@ -123,6 +124,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 			delete(s.sessions, key)
 		}
 		delete(s.byToken, sess.streamToken)
+		s.sessionsChanged()
 		s.mu.Unlock()
 	}()
 	checked := time.Now()
@@ -225,6 +227,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 			s.metrics.snapshotsSent.WithLabelValues(msg.Type).Inc()
 			s.mu.Lock()
 			sess.sentVersion, sess.sentHash, sess.sentAt = version, hash, time.Now()
+			s.sessionsChanged()
 			s.mu.Unlock()
 		}
 		if !s.wait(ctx, v, ticker, send, alive) {
@@ -320,6 +323,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 			s.metrics.ackLatency.Observe(time.Since(sess.sentAt).Seconds())
 		}
 	}
+	s.sessionsChanged()
 	s.mu.Unlock()
 	if ack.Error != "" {
 		s.metrics.nacks.Inc()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,7 +37,11 @@ func (e *ResolveError) Unwrap() error { return ErrUnresolved }
 // Namespaces: empty admits only p's own namespace; otherwise c's namespace
 // must be listed, or "*" must be. ServiceAccounts, Workloads and
 // WorkloadLabels, when set, must each match as well.
-func Admits(p *Provider, c Consumer) bool {
+func Admits(p *Provider, c Consumer) bool { return scopeRefusal(p, c) == "" }
+
+// scopeRefusal returns the scope field of p that refuses consumer c, or ""
+// when p admits c. It returns constants, so resolution does not allocate.
+func scopeRefusal(p *Provider, c Consumer) string {
 	s := &p.Scope
 	cns := c.Namespace
 	if cns == "" {
@@ -44,23 +49,23 @@ func Admits(p *Provider, c Consumer) bool {
 	}
 	if len(s.Namespaces) == 0 {
 		if cns != p.Namespace {
-			return false
+			return "namespaces"
 		}
 	} else if !contains(s.Namespaces, cns) && !contains(s.Namespaces, "*") {
-		return false
+		return "namespaces"
 	}
 	if len(s.ServiceAccounts) > 0 && !contains(s.ServiceAccounts, c.ServiceAccount) {
-		return false
+		return "serviceAccounts"
 	}
 	if len(s.Workloads) > 0 && !contains(s.Workloads, c.Name) {
-		return false
+		return "workloads"
 	}
 	for k, v := range s.WorkloadLabels {
 		if got, ok := c.Labels[k]; !ok || got != v {
-			return false
+			return "workloadLabels"
 		}
 	}
-	return true
+	return ""
 }
 
 func contains(list []string, s string) bool {
@@ -90,8 +95,16 @@ func contains(list []string, s string) bool {
 //     lexically smallest namespace/name.
 //
 // No match is a *ResolveError that names the dependency and the selector,
-// and says which rule excluded the candidates.
+// and says which rule excluded the candidates. Explain runs the same code
+// and records every decision.
 func Resolve(c Consumer, dep Dependency, providers []*Provider) (*Provider, error) {
+	return resolve(c, dep, providers, nil)
+}
+
+// resolve is Resolve; when rec is non-nil it also records, for every
+// provider it considers, the rule that admitted or rejected it. Recording
+// never changes the outcome.
+func resolve(c Consumer, dep Dependency, providers []*Provider, rec *recorder) (*Provider, error) {
 	sel := dep.Selector
 	fail := func(format string, args ...any) error {
 		return &ResolveError{Dependency: dep.Alias, Selector: sel.String(), Reason: fmt.Sprintf(format, args...)}
@@ -105,19 +118,32 @@ func Resolve(c Consumer, dep Dependency, providers []*Provider) (*Provider, erro
 		if ns == "" {
 			ns = cns
 		}
+		rec.looksIn(ns)
+		var named *Provider
 		for _, p := range providers {
-			if p.Name != sel.Provider || p.Namespace != ns {
+			if p.Name != sel.Provider {
 				continue
 			}
-			switch {
-			case !Admits(p, c):
-				return nil, fail("provider %s/%s does not admit consumer %s/%s (see its scope)", ns, p.Name, cns, c.Name)
-			case len(p.ReadyEndpoints()) == 0:
-				return nil, fail("provider %s/%s has no ready endpoint", ns, p.Name)
+			if p.Namespace != ns {
+				rec.reject(p, RuleNamespace, func() string { return "not in namespace " + ns + ", where the selector looks" })
+				continue
 			}
-			return p, nil
+			named = p
 		}
-		return nil, fail("no provider named %s in namespace %s", sel.Provider, ns)
+		if named == nil {
+			return nil, rec.fail(fail("no provider named %s in namespace %s", sel.Provider, ns))
+		}
+		p := named
+		if f := scopeRefusal(p, c); f != "" {
+			rec.reject(p, RuleScope, func() string { return scopeDetail(p, c, f) })
+			return nil, rec.fail(fail("provider %s/%s does not admit consumer %s/%s (see its scope)", ns, p.Name, cns, c.Name))
+		}
+		if len(p.ReadyEndpoints()) == 0 {
+			rec.reject(p, RuleReadiness, func() string { return readinessDetail(p) })
+			return nil, rec.fail(fail("provider %s/%s has no ready endpoint", ns, p.Name))
+		}
+		rec.admit(p, Version{})
+		return p, rec.choose(p, cns)
 	}
 
 	var (
@@ -129,53 +155,72 @@ func Resolve(c Consumer, dep Dependency, providers []*Provider) (*Provider, erro
 	if want == "" {
 		want = cns
 	}
+	rec.looksIn(want)
 	for _, p := range providers {
 		if p.Type != sel.Type {
+			rec.reject(p, RuleType, func() string { return "type " + p.Type + ", not " + sel.Type })
 			continue
 		}
 		typeMatch++
 		if want != AnyNamespace && p.Namespace != want {
+			rec.reject(p, RuleNamespace, func() string {
+				d := "in namespace " + p.Namespace + "; the selector looks only in " + want
+				if sel.Namespace == "" {
+					d += " (write */" + sel.String() + " to accept providers that other namespaces export)"
+				}
+				return d
+			})
 			continue
 		}
 		nsMatch++
 		v, err := providerVersion(p)
 		if err != nil || !sel.Range.Match(v) {
+			rec.reject(p, RuleVersion, func() string {
+				if err != nil {
+					return "version " + strconv.Quote(p.Version) + " is not a semantic version"
+				}
+				return "version " + versionText(p) + " is outside " + sel.Range.String()
+			})
 			continue
 		}
 		versionMatch++
 		if !hasLabels(p.Labels, sel.Labels) {
+			rec.reject(p, RuleLabels, func() string { return missingLabels(p.Labels, sel.Labels) })
 			continue
 		}
 		labelMatch++
-		if !Admits(p, c) {
+		if f := scopeRefusal(p, c); f != "" {
+			rec.reject(p, RuleScope, func() string { return scopeDetail(p, c, f) })
 			continue
 		}
 		inScope++
 		if len(p.ReadyEndpoints()) == 0 {
+			rec.reject(p, RuleReadiness, func() string { return readinessDetail(p) })
 			continue
 		}
+		rec.admit(p, v)
 		if best == nil || better(p, v, best, bestV, cns) {
 			best, bestV = p, v
 		}
 	}
 	switch {
 	case best != nil:
-		return best, nil
+		return best, rec.choose(best, cns)
 	case typeMatch == 0:
-		return nil, fail("no provider has type %s", sel.Type)
+		return nil, rec.fail(fail("no provider has type %s", sel.Type))
 	case nsMatch == 0 && sel.Namespace == "":
-		return nil, fail("%d provider(s) of type %s, none in namespace %s (a type selector looks only in the consumer's namespace: write */%s to accept providers that other namespaces export to it)",
-			typeMatch, sel.Type, want, sel.String())
+		return nil, rec.fail(fail("%d provider(s) of type %s, none in namespace %s (a type selector looks only in the consumer's namespace: write */%s to accept providers that other namespaces export to it)",
+			typeMatch, sel.Type, want, sel.String()))
 	case nsMatch == 0:
-		return nil, fail("%d provider(s) of type %s, none in namespace %s", typeMatch, sel.Type, want)
+		return nil, rec.fail(fail("%d provider(s) of type %s, none in namespace %s", typeMatch, sel.Type, want))
 	case versionMatch == 0:
-		return nil, fail("%d provider(s) of type %s, none with a version in %s", nsMatch, sel.Type, sel.Range)
+		return nil, rec.fail(fail("%d provider(s) of type %s, none with a version in %s", nsMatch, sel.Type, sel.Range))
 	case labelMatch == 0:
-		return nil, fail("%d provider(s) of type %s in range %s, none with labels %s", versionMatch, sel.Type, sel.Range, formatLabels(sel.Labels))
+		return nil, rec.fail(fail("%d provider(s) of type %s in range %s, none with labels %s", versionMatch, sel.Type, sel.Range, formatLabels(sel.Labels)))
 	case inScope == 0:
-		return nil, fail("%d matching provider(s), none whose scope admits this consumer (namespace %s)", labelMatch, cns)
+		return nil, rec.fail(fail("%d matching provider(s), none whose scope admits this consumer (namespace %s)", labelMatch, cns))
 	default:
-		return nil, fail("%d matching provider(s) in scope, none with a ready endpoint", inScope)
+		return nil, rec.fail(fail("%d matching provider(s) in scope, none with a ready endpoint", inScope))
 	}
 }
 
