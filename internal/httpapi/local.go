@@ -43,22 +43,9 @@ type LocalOptions struct {
 // LocalOnly does not authenticate: a listener reached from the network
 // (the controller's stream listener) authenticates its callers instead.
 func LocalOnly(next http.Handler, opts LocalOptions) http.Handler {
-	extra, anyIP := listenHost(opts.Listen)
+	g := NewLocalGuard(opts.Listen)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if host := hostOf(r.Host); !loopbackHost(host) && (extra == "" || !strings.EqualFold(host, extra)) && !(anyIP && isIP(host)) {
-			p := NewProblem(http.StatusMisdirectedRequest, "host-not-allowed",
-				"Host "+strconv.Quote(r.Host)+" is not a loopback name or address: this API answers only requests addressed to localhost, 127.0.0.1 or [::1], "+
-					"so that a web page whose name resolves to this machine (DNS rebinding) cannot call it; call it at http://127.0.0.1:PORT or http://localhost:PORT"+
-					listenHint(extra, anyIP))
-			p.Field = "Host"
-			WriteProblem(w, p)
-			return
-		}
-		if origin, ok := r.Header["Origin"]; ok && !loopbackOrigin(origin) {
-			p := NewProblem(http.StatusForbidden, "cross-origin",
-				"Origin "+strconv.Quote(strings.Join(origin, ", "))+" is not a loopback origin: this API refuses requests from web pages of other sites; "+
-					"call it from the function, the SDK or the ddi CLI (at http://127.0.0.1:PORT), which send no Origin")
-			p.Field = "Origin"
+		if p := g.Check(r.Host, r.Header["Origin"]); p != nil {
 			WriteProblem(w, p)
 			return
 		}
@@ -75,6 +62,42 @@ func LocalOnly(next http.Handler, opts LocalOptions) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// LocalGuard is LocalOnly's Host and Origin rule, for a listener that
+// parses requests itself (the sidecar's invoke fast path).
+type LocalGuard struct {
+	extra string
+	anyIP bool
+}
+
+// NewLocalGuard returns the guard of a listener configured with listen
+// (see LocalOptions.Listen).
+func NewLocalGuard(listen string) LocalGuard {
+	extra, anyIP := listenHost(listen)
+	return LocalGuard{extra: extra, anyIP: anyIP}
+}
+
+// Check returns the problem LocalOnly answers for a request with this
+// Host header and these Origin values (nil: no Origin header), or nil
+// when the request passes.
+func (g LocalGuard) Check(hostHeader string, origin []string) *Problem {
+	if host := hostOf(hostHeader); !loopbackHost(host) && (g.extra == "" || !strings.EqualFold(host, g.extra)) && !(g.anyIP && isIP(host)) {
+		p := NewProblem(http.StatusMisdirectedRequest, "host-not-allowed",
+			"Host "+strconv.Quote(hostHeader)+" is not a loopback name or address: this API answers only requests addressed to localhost, 127.0.0.1 or [::1], "+
+				"so that a web page whose name resolves to this machine (DNS rebinding) cannot call it; call it at http://127.0.0.1:PORT or http://localhost:PORT"+
+				listenHint(g.extra, g.anyIP))
+		p.Field = "Host"
+		return p
+	}
+	if origin != nil && !loopbackOrigin(origin) {
+		p := NewProblem(http.StatusForbidden, "cross-origin",
+			"Origin "+strconv.Quote(strings.Join(origin, ", "))+" is not a loopback origin: this API refuses requests from web pages of other sites; "+
+				"call it from the function, the SDK or the ddi CLI (at http://127.0.0.1:PORT), which send no Origin")
+		p.Field = "Origin"
+		return p
+	}
+	return nil
 }
 
 // listenHost returns the host of a listen address that LocalOnly accepts

@@ -50,6 +50,7 @@ func (s *Sidecar) routes() http.Handler {
 			"no route for "+r.URL.Path+": see docs/api.md (bindings, watch, providers, invoke, healthz, readyz, metrics)"))
 	})
 	invoke := s.metrics.instrument("/v1/invoke/{name}/{path...}", http.HandlerFunc(s.handleInvoke))
+	s.invokeRoute = invoke
 	isInvoke := func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, invokePrefix) }
 	return httpapi.LocalOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isInvoke(r) {

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"encoding/base64"
 	"net/url"
 	"strings"
 	"sync"
@@ -27,6 +28,10 @@ type endpoint struct {
 	basePath string // target path without a trailing '/', often ""
 	rawBase  string // its escaped form when it differs, else ""
 	user     *url.Userinfo
+	escBase  string // basePath as sent on the wire: rawBase, or basePath escaped
+	auth     string // "Basic ..." from user, else ""
+
+	conns upstreamConns // the fast path's idle connections
 
 	failures     atomic.Int32
 	ejections    atomic.Int32
@@ -71,6 +76,7 @@ type pool struct {
 	endpoints []*endpoint
 	next      atomic.Uint32
 	counters  *invokeCounterSet // the dependency's invoke results
+	plain     bool              // every endpoint is http (not https): the fast path can relay
 }
 
 // pick returns the next endpoint in round-robin order that is not in
@@ -126,7 +132,7 @@ func (es *endpoints) poolFor(e *entry) *pool {
 	if p := e.pool.Load(); p != nil {
 		return p
 	}
-	p := &pool{counters: es.metrics.invokeCounters(e.binding.Name)}
+	p := &pool{counters: es.metrics.invokeCounters(e.binding.Name), plain: true}
 	for _, ep := range e.binding.Endpoints {
 		if !ep.Ready {
 			continue
@@ -137,13 +143,24 @@ func (es *endpoints) poolFor(e *entry) *pool {
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				continue
 			}
-			st = &endpoint{url: ep.URL, scheme: u.Scheme, host: u.Host, basePath: strings.TrimSuffix(u.Path, "/"), rawBase: strings.TrimSuffix(u.RawPath, "/"), user: u.User}
+			st = newEndpoint(ep.URL, u)
 			es.byURL[ep.URL] = st
 		}
 		p.endpoints = append(p.endpoints, st)
+		p.plain = p.plain && st.scheme == "http"
 	}
 	e.pool.Store(p)
 	return p
+}
+
+func newEndpoint(raw string, u *url.URL) *endpoint {
+	e := &endpoint{url: raw, scheme: u.Scheme, host: u.Host, basePath: strings.TrimSuffix(u.Path, "/"), rawBase: strings.TrimSuffix(u.RawPath, "/"), user: u.User}
+	e.escBase = strings.TrimSuffix(u.EscapedPath(), "/")
+	if u.User != nil {
+		pw, _ := u.User.Password()
+		e.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pw))
+	}
+	return e
 }
 
 // prune forgets the health of URLs that no binding of snap lists.
@@ -158,6 +175,7 @@ func (es *endpoints) prune(snap *snapshot) {
 	defer es.mu.Unlock()
 	for u := range es.byURL {
 		if !live[u] {
+			es.byURL[u].conns.closeAll()
 			delete(es.byURL, u)
 		}
 	}

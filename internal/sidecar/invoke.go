@@ -101,40 +101,12 @@ func (inv *invocation) Value(key any) any {
 
 func (s *Sidecar) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	name, path, rawPath := splitInvokePath(r.URL)
-	snap := s.cache.load()
-	e := snap.bindings[name]
-	if e == nil {
-		if err := registry.ValidateName("name", name); err != nil {
-			httpapi.WriteProblem(w, httpapi.ValidationProblem(err))
-			return
-		}
-		httpapi.WriteProblem(w, s.missingProblem(snap, name))
-		return
-	}
-	if hasDotSegment(path) {
-		prob := httpapi.FieldProblem("path", fmt.Sprintf("path %q after /v1/invoke/%s has a \".\" or \"..\" segment (perhaps escaped as %%2e), which could leave the endpoint's base path: send the path the provider should see, without dot segments", path, name))
-		prob.Dependency = name
+	pl, timeout, prob := s.prepareInvoke(name, path, r.Header.Get("Ddi-Timeout"))
+	if prob != nil {
 		httpapi.WriteProblem(w, prob)
 		return
 	}
-	pl := s.proxy.endpoints.poolFor(e)
-	if len(pl.endpoints) == 0 {
-		prob := httpapi.NewProblem(http.StatusBadRequest, "not-invokable",
-			fmt.Sprintf("dependency %q is bound to provider %s of type %s, which has no http(s) endpoint: connect to it directly (GET /v1/bindings/%s)", name, e.binding.Provider, e.binding.Type, name))
-		prob.Dependency, prob.Selector = name, e.binding.Selector
-		httpapi.WriteProblem(w, prob)
-		return
-	}
-	timeout := s.proxy.timeout
-	if v := r.Header.Get("Ddi-Timeout"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 || d > MaxInvokeTimeout {
-			httpapi.WriteProblem(w, httpapi.FieldProblem("Ddi-Timeout",
-				fmt.Sprintf("header Ddi-Timeout %q must be a duration above 0 and at most %s, such as 2s", v, MaxInvokeTimeout)))
-			return
-		}
-		timeout = d
-	} else if isUpgrade(r.Header) {
+	if r.Header.Get("Ddi-Timeout") == "" && isUpgrade(r.Header) {
 		timeout = 0 // a WebSocket lives as long as its peers want
 	}
 	ctx, cancel := r.Context(), context.CancelFunc(func() {})
@@ -159,6 +131,43 @@ func (s *Sidecar) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		pl.counters[resultIndex(inv.result)].Inc()
 	}()
 	s.proxy.rp.ServeHTTP(w, r.WithContext(inv))
+}
+
+// prepareInvoke finds the endpoint pool of dependency name and the
+// invocation's timeout (the Ddi-Timeout header's value, if any, else the
+// default), or the problem that refuses the invocation. Both invoke paths
+// (the fast relay and the net/http one) use it.
+func (s *Sidecar) prepareInvoke(name, path, timeoutHeader string) (*pool, time.Duration, *httpapi.Problem) {
+	snap := s.cache.load()
+	e := snap.bindings[name]
+	if e == nil {
+		if err := registry.ValidateName("name", name); err != nil {
+			return nil, 0, httpapi.ValidationProblem(err)
+		}
+		return nil, 0, s.missingProblem(snap, name)
+	}
+	if hasDotSegment(path) {
+		prob := httpapi.FieldProblem("path", fmt.Sprintf("path %q after /v1/invoke/%s has a \".\" or \"..\" segment (perhaps escaped as %%2e), which could leave the endpoint's base path: send the path the provider should see, without dot segments", path, name))
+		prob.Dependency = name
+		return nil, 0, prob
+	}
+	pl := s.proxy.endpoints.poolFor(e)
+	if len(pl.endpoints) == 0 {
+		prob := httpapi.NewProblem(http.StatusBadRequest, "not-invokable",
+			fmt.Sprintf("dependency %q is bound to provider %s of type %s, which has no http(s) endpoint: connect to it directly (GET /v1/bindings/%s)", name, e.binding.Provider, e.binding.Type, name))
+		prob.Dependency, prob.Selector = name, e.binding.Selector
+		return nil, 0, prob
+	}
+	timeout := s.proxy.timeout
+	if v := timeoutHeader; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > MaxInvokeTimeout {
+			return nil, 0, httpapi.FieldProblem("Ddi-Timeout",
+				fmt.Sprintf("header Ddi-Timeout %q must be a duration above 0 and at most %s, such as 2s", v, MaxInvokeTimeout))
+		}
+		timeout = d
+	}
+	return pl, timeout, nil
 }
 
 // splitInvokePath splits /v1/invoke/{name}/{path...} into the name and the
@@ -332,7 +341,10 @@ func (p *proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		if req.Context().Err() != nil {
-			return nil, err // the timeout or the caller, not the endpoint
+			if errors.Is(inv.Err(), context.DeadlineExceeded) && !inv.answered.Load() {
+				p.fail(ep, now) // no answer in time: an outlier mark, as a reset is
+			}
+			return nil, err // the timeout or the caller
 		}
 		p.fail(ep, now)
 		lastErr = fmt.Errorf("%s: %w", ep.host, err)

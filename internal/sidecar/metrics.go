@@ -136,7 +136,7 @@ type route struct {
 	next    http.Handler
 }
 
-func (m *metrics) instrument(name string, next http.Handler) http.Handler {
+func (m *metrics) instrument(name string, next http.Handler) *route {
 	r := &route{m: m, name: name, latency: m.latency.WithLabelValues(name), next: next}
 	for i, c := range commonCodes {
 		r.codes[i] = m.requests.WithLabelValues(name, strconv.Itoa(c))
@@ -152,21 +152,27 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.ResponseWriter, rec.status = w, 0
 	defer func() {
 		status := rec.status
-		if status == 0 {
-			status = http.StatusOK
-		}
 		rec.ResponseWriter = nil
 		recorderPool.Put(rec)
-		rt.latency.Observe(time.Since(start).Seconds())
-		for i, c := range commonCodes {
-			if c == status {
-				rt.codes[i].Inc()
-				return
-			}
-		}
-		rt.m.requests.WithLabelValues(rt.name, strconv.Itoa(status)).Inc()
+		rt.observe(status, start)
 	}()
 	rt.next.ServeHTTP(rec, r)
+}
+
+// observe counts one request of the route that answered status (0 counts
+// as 200) and began at start.
+func (rt *route) observe(status int, start time.Time) {
+	if status == 0 {
+		status = http.StatusOK
+	}
+	rt.latency.Observe(time.Since(start).Seconds())
+	for i, c := range commonCodes {
+		if c == status {
+			rt.codes[i].Inc()
+			return
+		}
+	}
+	rt.m.requests.WithLabelValues(rt.name, strconv.Itoa(status)).Inc()
 }
 
 // statusRecorder remembers the status a handler wrote. Unwrap lets

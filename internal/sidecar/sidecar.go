@@ -33,6 +33,9 @@ type Sidecar struct {
 	deps    map[string]registry.Dependency
 	handler http.Handler
 
+	invokeRoute *route // the invoke route's metrics, shared by both invoke paths
+
+	activity  activity // requests on the API, with Config.OutliveApp
 	closeOnce sync.Once
 	closing   chan struct{} // closed when shutdown begins: long polls and watches return
 
@@ -157,8 +160,12 @@ func (s *Sidecar) Run(ctx context.Context) error {
 // removes nothing else: binding files stay for the function's last
 // moments. It returns nil after a clean shutdown.
 func (s *Sidecar) Serve(ctx context.Context, ln net.Listener) error {
+	handler := s.handler
+	if s.cfg.OutliveApp {
+		handler = s.activity.wrap(handler)
+	}
 	srv := &http.Server{
-		Handler:           s.handler,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    httpapi.MaxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
@@ -173,11 +180,16 @@ func (s *Sidecar) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("sidecar listening", "addr", ln.Addr().String(), "sidecar", s.cfg.SidecarID,
 		"consumer", registry.Key(s.cfg.Consumer.Namespace, s.cfg.Consumer.Name), "control_plane", s.cfg.ControlPlane)
 
+	fast := newFastServer(s, ln)
+	go fast.acceptLoop()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(fast) }()
 	var serveErr error
 	select {
 	case <-ctx.Done():
+		if s.cfg.OutliveApp {
+			s.awaitApp(context.WithoutCancel(ctx))
+		}
 	case serveErr = <-errc:
 	}
 
@@ -188,6 +200,8 @@ func (s *Sidecar) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Warn("http shutdown incomplete", "err", err)
 		_ = srv.Close()
 	}
+	_ = fast.Close()
+	fast.shutdown(sctx)
 	if serveErr == nil {
 		serveErr = <-errc
 	}
