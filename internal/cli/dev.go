@@ -53,6 +53,7 @@ page in a browser cannot reach it by DNS rebinding or a cross-site POST.`,
 				return err
 			}
 			fmt.Fprintf(g.stderr, "ddi control plane listening on %s (data %s)\n", cp.URL, dataDir)
+			fmt.Fprintf(g.stderr, "dependency graph at %s/dashboard/ (ddi dashboard --open)\n", cp.URL)
 			<-cmd.Context().Done()
 			return cp.Stop()
 		},

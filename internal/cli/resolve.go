@@ -13,6 +13,7 @@ import (
 func newResolveCmd(g *globals) *cobra.Command {
 	var (
 		output, namespace, serviceAccount string
+		explain                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "resolve CONSUMER ALIAS=SELECTOR",
@@ -21,8 +22,16 @@ func newResolveCmd(g *globals) *cobra.Command {
 for CONSUMER, with the rules of docs/resolution.md (scope, readiness, highest
 version, tie-break). SELECTOR is a provider name (greeter), NAMESPACE/NAME,
 or TYPE@RANGE[,KEY=VALUE...] (postgresql@^15,tier=gold); a bare ALIAS
-without "=" looks up a provider of that name.`,
+without "=" looks up a provider of that name.
+
+--explain lists every candidate provider instead: the chosen one first,
+then the others that passed every filter in rank order (with the rule that
+ranked them below it: highest version, then the tie-break), then the
+rejected ones with the rule that rejected them (type, namespace, version,
+labels, scope, readiness). An unresolved dependency is explained too, and
+exits 0.`,
 		Example: `  ddi resolve frontend greeter=http@^1
+  ddi resolve frontend greeter=http@^1 --explain
   ddi resolve orders db=postgresql@>=15,tier=gold -o json`,
 		Args: exactArgs(2, "CONSUMER and ALIAS=SELECTOR"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -37,6 +46,13 @@ without "=" looks up a provider of that name.`,
 				return err
 			}
 			consumer := registry.Consumer{Namespace: namespace, Name: args[0], ServiceAccount: serviceAccount}
+			if explain {
+				ex, err := g.client().Explain(cmd.Context(), consumer, dep)
+				if err != nil {
+					return err
+				}
+				return printOut(g.stdout, output, ex, func(tw *tabwriter.Writer) { printExplanation(tw, ex.Explanation) })
+			}
 			b, err := g.client().Resolve(cmd.Context(), consumer, dep)
 			if err != nil {
 				return err
@@ -50,7 +66,44 @@ without "=" looks up a provider of that name.`,
 	outputFlag(cmd, &output)
 	cmd.Flags().StringVar(&namespace, "namespace", registry.DefaultNamespace, "namespace of the consumer")
 	cmd.Flags().StringVar(&serviceAccount, "service-account", "", "service account of the consumer (for scope checks)")
+	cmd.Flags().BoolVar(&explain, "explain", false, "list every candidate provider with the rule that admitted or rejected it")
 	return cmd
+}
+
+// printExplanation writes an explanation as a summary line and a table.
+func printExplanation(tw *tabwriter.Writer, ex registry.Explanation) {
+	where := "namespace " + ex.Namespace
+	if ex.Namespace == registry.AnyNamespace {
+		where = "every namespace that exports to it"
+	}
+	fmt.Fprintf(tw, "%s=%s for %s looks in %s\n", ex.Dependency, ex.Selector, registry.Key(ex.Consumer.Namespace, ex.Consumer.Name), where)
+	if ex.Chosen != "" {
+		fmt.Fprintf(tw, "chosen: %s\n", ex.Chosen)
+	} else {
+		fmt.Fprintf(tw, "unresolved: %s\n", ex.Unresolved)
+	}
+	if ex.Hidden > 0 {
+		fmt.Fprintf(tw, "(%d candidate(s) of other namespaces not shown)\n", ex.Hidden)
+	}
+	if len(ex.Candidates) == 0 {
+		fmt.Fprintln(tw, "no candidate provider")
+		return
+	}
+	fmt.Fprintln(tw, "\nRANK\tPROVIDER\tVERSION\tREADY\tRULE\tWHY")
+	for _, c := range ex.Candidates {
+		rank := "-"
+		switch {
+		case c.Chosen:
+			rank = "1*"
+		case c.Admitted:
+			rank = fmt.Sprint(c.Rank)
+		}
+		ready := fmt.Sprintf("%d/%d", c.Ready, c.Endpoints)
+		if c.Lease != nil {
+			ready += " (lease)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", rank, c.Provider, orDash(c.Version), ready, orDash(string(c.Rule)), c.Detail)
+	}
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
