@@ -55,6 +55,8 @@ its heap is tiny, and collecting less often saves CPU per proxied request.`,
 			envDefault(cmd.Flags(), "dependencies", "DDI_DEPENDENCIES")
 			envDefault(cmd.Flags(), "control-plane-ca-file", "DDI_CONTROL_PLANE_CA_FILE")
 			envDefault(cmd.Flags(), "podinfo-dir", "DDI_PODINFO_DIR")
+			envDefault(cmd.Flags(), "outlive-app", "DDI_OUTLIVE_APP")
+			envDefault(cmd.Flags(), "app-ports", "DDI_APP_PORTS")
 			if cfg.CAFile == "" {
 				// The injector hands the CA over in the environment itself.
 				if pem := os.Getenv("DDI_CONTROL_PLANE_CA"); strings.TrimSpace(pem) != "" {
@@ -101,6 +103,10 @@ its heap is tiny, and collecting less often saves CPU per proxied request.`,
 	f.StringVar(&cfg.PodInfoDir, "podinfo-dir", "", "the pod's downward-API folder (files labels, annotations): when they change, reconnect so the control plane identifies the pod again ($DDI_PODINFO_DIR)")
 	f.StringVar(&cfg.TokenFile, "token-file", "", "file holding the bearer token for the control plane, re-read on every connect ($DDI_TOKEN_FILE)")
 	f.DurationVar(&cfg.InvokeTimeout, "invoke-timeout", sidecar.DefaultInvokeTimeout, "default timeout of /v1/invoke requests")
+	f.BoolVar(&cfg.OutliveApp, "outlive-app", false, "on SIGTERM, keep serving until the function has exited: none of --app-ports accepts a connection and the API has been idle for --outlive-quiet ($DDI_OUTLIVE_APP; the injector sets it for plain-container sidecars)")
+	f.IntSliceVar(&cfg.AppPorts, "app-ports", nil, "the function's TCP ports, watched on loopback with --outlive-app ($DDI_APP_PORTS, comma-separated)")
+	f.DurationVar(&cfg.OutliveQuiet, "outlive-quiet", sidecar.DefaultOutliveQuiet, "with --outlive-app: how long the function must look gone before the sidecar stops")
+	f.DurationVar(&cfg.OutliveMax, "outlive-max", sidecar.DefaultOutliveMax, "with --outlive-app: the longest wait for the function (the kubelet's grace period ends it sooner)")
 	f.DurationVar(&cfg.RegistrationTTL, "registration-ttl", sidecar.DefaultRegistrationTTL, "default lease of run-time registrations")
 	return cmd
 }

@@ -30,6 +30,8 @@ var goldenCases = []struct {
 	{file: "knative-service.yaml"},
 	{file: "plain-container-pod.yaml"},
 	{file: "istio-native-pod.yaml"},
+	{file: "istio-plain-pod.yaml"},
+	{file: "istio-hold-pod.yaml"},
 	{file: "multi.yaml"},
 	{file: "list.json"},
 	{file: "already-injected.yaml", unchanged: true},

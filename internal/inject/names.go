@@ -84,7 +84,16 @@ const (
 	EnvPodNamespace   = "DDI_POD_NAMESPACE"
 	EnvPodUID         = "DDI_POD_UID"
 	EnvServiceAccount = "DDI_SERVICE_ACCOUNT"
+	// EnvOutliveApp and EnvAppPorts make a plain-container sidecar outlive
+	// the function when the pod stops (sidecar.Config.OutliveApp).
+	EnvOutliveApp = "DDI_OUTLIVE_APP"
+	EnvAppPorts   = "DDI_APP_PORTS"
 )
+
+// AnnotationDefaultContainer is kubectl's: the container that `kubectl logs`
+// and `exec` pick when none is named. The ordered sidecar is the pod's
+// first container, so the injector names the function's.
+const AnnotationDefaultContainer = "kubectl.kubernetes.io/default-container"
 
 // infraContainers are containers that platforms and meshes add to a pod.
 // They never get the binding volume or environment, and the native sidecar

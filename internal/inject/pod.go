@@ -36,13 +36,20 @@ func inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec, cfg Config, t target)
 	if err := addVolumes(sp, sidecarVolumes(cfg)); err != nil {
 		return false, err
 	}
-	insertSidecar(sp, sidecarContainer(s, cfg, t))
+	insertSidecar(sp, sidecarContainer(s, cfg, t), s.mode)
 	setFSGroup(sp, t)
 	env := appEnv(s, cfg)
-	for _, c := range appContainers(m, sp, s) {
+	apps := appContainers(m, sp, s)
+	for _, c := range apps {
 		if err := wireContainer(c, env, cfg); err != nil {
 			return false, err
 		}
+	}
+	if s.mode != ModeNative {
+		outliveApps(sp, apps)
+	}
+	if s.mode == ModeOrdered && len(apps) > 0 {
+		defaultContainer(m, apps[0].Name)
 	}
 	annotate(m, cfg)
 	*meta, *spec = *m, *sp

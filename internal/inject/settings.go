@@ -13,9 +13,23 @@ import (
 	"ddi.dev/ddi/internal/registry"
 )
 
-// Sidecar modes, the values of AnnotationSidecarMode.
+// Sidecar modes, the values of AnnotationSidecarMode (docs/injection.md,
+// "Sidecar modes").
 const (
-	ModeNative    = "native"
+	// ModeOrdered is a plain container placed before the function's, with
+	// a postStart hook that returns once the sidecar is ready: the kubelet
+	// starts a pod's containers in order and runs each postStart hook to
+	// completion before it starts the next container, all in one pass. The
+	// default for pods that run until deleted.
+	ModeOrdered = "ordered"
+	// ModeNative is an init container with restartPolicy Always (Kubernetes
+	// 1.29+): the kubelet starts it before the rest of the pod, waits for
+	// its startup probe, and stops it after the function. The default for
+	// pods that run to completion (Jobs), where a plain container would
+	// keep the pod running.
+	ModeNative = "native"
+	// ModeContainer is a plain container after the function's, started
+	// beside it without any order.
 	ModeContainer = "container"
 )
 
@@ -52,8 +66,15 @@ func podSettings(meta *metav1.ObjectMeta, spec *corev1.PodSpec, cfg Config, t ta
 		resources: *cfg.Resources.DeepCopy(),
 		logLevel:  cfg.LogLevel,
 	}
-	if cfg.NativeSidecars && t == targetPod {
+	runsToCompletion := spec.RestartPolicy != "" && spec.RestartPolicy != corev1.RestartPolicyAlways
+	switch {
+	case t != targetPod:
+		// Knative refuses lifecycle hooks and init containers with a
+		// restartPolicy in a template.
+	case runsToCompletion && cfg.NativeSidecars:
 		s.mode = ModeNative
+	case !runsToCompletion:
+		s.mode = ModeOrdered
 	}
 	a := meta.Annotations
 	var errs []error
@@ -63,6 +84,12 @@ func podSettings(meta *metav1.ObjectMeta, spec *corev1.PodSpec, cfg Config, t ta
 		switch v {
 		case ModeContainer:
 			s.mode = ModeContainer
+		case ModeOrdered:
+			if t == targetKnativeTemplate {
+				bad(AnnotationSidecarMode, errors.New("Knative refuses lifecycle hooks in a Service or Configuration template: use \"container\", or leave the template alone and let the webhook inject the revision's pods"))
+			} else {
+				s.mode = ModeOrdered
+			}
 		case ModeNative:
 			switch {
 			case t == targetKnativeTemplate:
@@ -73,7 +100,7 @@ func podSettings(meta *metav1.ObjectMeta, spec *corev1.PodSpec, cfg Config, t ta
 				s.mode = ModeNative
 			}
 		default:
-			bad(AnnotationSidecarMode, fmt.Errorf("%q is neither %q nor %q", v, ModeNative, ModeContainer))
+			bad(AnnotationSidecarMode, fmt.Errorf("%q is not a sidecar mode: use %q, %q or %q", v, ModeOrdered, ModeNative, ModeContainer))
 		}
 	}
 	if s.mode == ModeNative {
@@ -167,6 +194,11 @@ func podSettings(meta *metav1.ObjectMeta, spec *corev1.PodSpec, cfg Config, t ta
 		}
 	}
 	if v, ok := a[AnnotationAppContainers]; ok {
+		if _, explicit := a[AnnotationSidecarMode]; !explicit && s.mode == ModeOrdered && cfg.NativeSidecars && namesInitContainer(v, spec) {
+			// An init container that uses ddi runs before any plain
+			// container: only a native sidecar starts before it.
+			s.mode = ModeNative
+		}
 		names, err := appContainerNames(v, spec, s.mode)
 		if err != nil {
 			bad(AnnotationAppContainers, err)
@@ -174,8 +206,8 @@ func podSettings(meta *metav1.ObjectMeta, spec *corev1.PodSpec, cfg Config, t ta
 			s.appContainers = names
 		}
 	}
-	if spec.RestartPolicy != "" && spec.RestartPolicy != corev1.RestartPolicyAlways && s.mode == ModeContainer {
-		errs = append(errs, fmt.Errorf("the pod runs to completion (restartPolicy %s) and a plain sidecar container would keep it running forever: inject it as a native sidecar (Kubernetes 1.29 or later, annotation %s: %s), or opt it out with %s: \"false\"", spec.RestartPolicy, AnnotationSidecarMode, ModeNative, KeyInject))
+	if runsToCompletion && s.mode != ModeNative {
+		errs = append(errs, fmt.Errorf("the pod runs to completion (restartPolicy %s) and a plain sidecar container (mode %s) would keep it running forever: inject it as a native sidecar (Kubernetes 1.29 or later, annotation %s: %s), or opt it out with %s: \"false\"", spec.RestartPolicy, s.mode, AnnotationSidecarMode, ModeNative, KeyInject))
 	}
 	return s, errors.Join(errs...)
 }
@@ -205,6 +237,17 @@ func appContainerNames(v string, spec *corev1.PodSpec, mode string) ([]string, e
 		return nil, errors.New("lists no container: remove the annotation to wire every application container")
 	}
 	return names, nil
+}
+
+// namesInitContainer reports whether the AnnotationAppContainers list v
+// names one of spec's init containers.
+func namesInitContainer(v string, spec *corev1.PodSpec) bool {
+	for _, n := range strings.Split(v, ",") {
+		if containerIndex(spec.InitContainers, strings.TrimSpace(n)) >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func containerIndex(cs []corev1.Container, name string) int {

@@ -17,7 +17,7 @@ func TestPodSettingsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := settings{
-		image: DefaultImage, port: DefaultPort, mode: ModeNative, logLevel: DefaultLogLevel,
+		image: DefaultImage, port: DefaultPort, mode: ModeOrdered, logLevel: DefaultLogLevel,
 		resources: DefaultConfig().Resources,
 	}
 	if diff := cmp.Diff(want, s, cmp.AllowUnexported(settings{}), quantityEqual); diff != "" {
@@ -66,25 +66,36 @@ func TestPodSettingsModes(t *testing.T) {
 		InitContainers: []corev1.Container{{Name: "istio-init"}},
 		Containers:     []corev1.Container{{Name: "app"}, {Name: "istio-proxy"}},
 	}
+	job := &corev1.PodSpec{RestartPolicy: corev1.RestartPolicyOnFailure, Containers: []corev1.Container{{Name: "app"}}}
 	tests := []struct {
 		name   string
 		cfg    Config
 		mode   string // annotation; "" for none
+		app    string // AnnotationAppContainers; "" for none
 		spec   *corev1.PodSpec
 		target target
 		want   string
 	}{
-		{name: "native cluster", cfg: DefaultConfig(), want: ModeNative},
-		{name: "old cluster", cfg: plainCluster, want: ModeContainer},
+		{name: "long-running pod", cfg: DefaultConfig(), want: ModeOrdered},
+		{name: "long-running pod, old cluster", cfg: plainCluster, want: ModeOrdered},
+		{name: "pod that runs to completion", cfg: DefaultConfig(), spec: job, want: ModeNative},
 		{name: "pod asks for a container", cfg: DefaultConfig(), mode: ModeContainer, want: ModeContainer},
+		{name: "pod asks for a native sidecar", cfg: DefaultConfig(), mode: ModeNative, want: ModeNative},
 		{name: "Knative template", cfg: DefaultConfig(), target: targetKnativeTemplate, want: ModeContainer},
-		{name: "plain Istio proxy injected first", cfg: DefaultConfig(), spec: istioFirst, want: ModeContainer},
+		{name: "an init container uses ddi", cfg: DefaultConfig(), app: "migrate,app",
+			spec: &corev1.PodSpec{InitContainers: []corev1.Container{{Name: "migrate"}}, Containers: []corev1.Container{{Name: "app"}}},
+			want: ModeNative},
+		{name: "plain Istio proxy injected first", cfg: DefaultConfig(), spec: istioFirst, want: ModeOrdered},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			meta := &metav1.ObjectMeta{}
+			meta.Annotations = map[string]string{}
 			if tt.mode != "" {
-				meta.Annotations = map[string]string{AnnotationSidecarMode: tt.mode}
+				meta.Annotations[AnnotationSidecarMode] = tt.mode
+			}
+			if tt.app != "" {
+				meta.Annotations[AnnotationAppContainers] = tt.app
 			}
 			spec := tt.spec
 			if spec == nil {
@@ -112,7 +123,7 @@ func TestPodSettingsBadAnnotations(t *testing.T) {
 		want        string
 	}{
 		{name: "mode", annotations: map[string]string{AnnotationSidecarMode: "sidecar"},
-			want: `annotation ddi.dev/sidecar-mode: "sidecar" is neither "native" nor "container"`},
+			want: `annotation ddi.dev/sidecar-mode: "sidecar" is not a sidecar mode: use "ordered", "native" or "container"`},
 		{name: "native on an old cluster", cfg: &plainCluster, annotations: map[string]string{AnnotationSidecarMode: ModeNative},
 			want: "annotation ddi.dev/sidecar-mode: this cluster does not run native sidecars"},
 		{name: "native in a Knative template", target: targetKnativeTemplate, annotations: map[string]string{AnnotationSidecarMode: ModeNative},
@@ -155,7 +166,7 @@ func TestPodSettingsBadAnnotations(t *testing.T) {
 			want: `annotation ddi.dev/app-containers: init container "migrate" runs before a plain sidecar container starts`},
 		{name: "job with a plain sidecar", annotations: map[string]string{AnnotationSidecarMode: ModeContainer},
 			spec: &corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "app"}}},
-			want: "the pod runs to completion (restartPolicy Never) and a plain sidecar container would keep it running forever"},
+			want: "the pod runs to completion (restartPolicy Never) and a plain sidecar container (mode container) would keep it running forever"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

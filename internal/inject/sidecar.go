@@ -3,6 +3,7 @@ package inject
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -30,15 +31,33 @@ func sidecarContainer(s settings, cfg Config, t target) corev1.Container {
 		SecurityContext:          sidecarSecurityContext(),
 	}
 	if t == targetPod {
-		c.StartupProbe = probe(s.port, "/readyz", 1, 1, 60)
+		if s.mode != ModeOrdered {
+			// In ordered mode the postStart hook has waited for
+			// readiness already.
+			c.StartupProbe = probe(s.port, "/readyz", 1, 1, 60)
+		}
 		c.LivenessProbe = probe(s.port, "/healthz", 10, 2, 3)
 	}
-	if s.mode == ModeNative {
+	switch s.mode {
+	case ModeNative:
 		always := corev1.ContainerRestartPolicyAlways
 		c.RestartPolicy = &always
+	case ModeOrdered:
+		c.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+			Command: []string{"ddi", "probe", "--wait=" + PostStartWait.String(), readyURL(s.port)},
+		}}}
 	}
 	return c
 }
+
+// PostStartWait bounds the ordered sidecar's postStart hook. The kubelet
+// starts the function's containers only after the hook returns; if the
+// sidecar is not ready by then (the control plane has been unreachable
+// all along), the hook fails, the kubelet restarts the sidecar, and the
+// function starts without waiting any longer (docs/injection.md).
+const PostStartWait = 5 * time.Minute
+
+func readyURL(port int32) string { return fmt.Sprintf("http://127.0.0.1:%d/readyz", port) }
 
 // sidecarEnv is the sidecar's configuration (docs/injection.md lists it).
 func sidecarEnv(s settings, cfg Config, t target) []corev1.EnvVar {
@@ -110,11 +129,21 @@ func sidecarSecurityContext() *corev1.SecurityContext {
 
 // insertSidecar puts c into spec: as a native sidecar, at the front of the
 // init containers but after those of a service mesh (whose proxy must be up
-// before anything that talks to the network); as a plain container, last,
-// so that `kubectl logs` and `exec` keep defaulting to the function.
-func insertSidecar(spec *corev1.PodSpec, c corev1.Container) {
-	if c.RestartPolicy == nil {
+// before anything that talks to the network); in ordered mode, first among
+// the containers, but after a mesh proxy whose iptables rules were written
+// without ddi's exclusion (the sidecar needs that proxy to reach the
+// control plane); as a plain container, last.
+func insertSidecar(spec *corev1.PodSpec, c corev1.Container, mode string) {
+	switch mode {
+	case ModeContainer:
 		spec.Containers = append(spec.Containers, c)
+		return
+	case ModeOrdered:
+		at := 0
+		if mesh := meshBlocksNative(spec); mesh != "" {
+			at = containerIndex(spec.Containers, mesh) + 1
+		}
+		spec.Containers = slices.Insert(spec.Containers, at, c)
 		return
 	}
 	at := 0

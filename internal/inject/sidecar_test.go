@@ -118,12 +118,21 @@ func TestInsertSidecar(t *testing.T) {
 	}
 	native := sidecarContainer(testSettings(ModeNative), DefaultConfig(), targetPod)
 	plain := sidecarContainer(testSettings(ModeContainer), DefaultConfig(), targetPod)
+	ordered := sidecarContainer(testSettings(ModeOrdered), DefaultConfig(), targetPod)
 	tests := []struct {
 		name           string
 		init, main     []string
 		sidecar        corev1.Container
 		wantInit, want []string
 	}{
+		{name: "ordered first", main: []string{"user-container", "queue-proxy"}, sidecar: ordered,
+			want: []string{SidecarName, "user-container", "queue-proxy"}},
+		{name: "ordered after an Istio proxy that starts first", init: []string{"istio-init"}, main: []string{"istio-proxy", "app"}, sidecar: ordered,
+			wantInit: []string{"istio-init"}, want: []string{"istio-proxy", SidecarName, "app"}},
+		{name: "ordered after an Istio proxy that starts last", init: []string{"istio-init"}, main: []string{"app", "istio-proxy"}, sidecar: ordered,
+			wantInit: []string{"istio-init"}, want: []string{"app", "istio-proxy", SidecarName}},
+		{name: "ordered first with Istio's native proxy", init: []string{"istio-init", "istio-proxy"}, main: []string{"app"}, sidecar: ordered,
+			wantInit: []string{"istio-init", "istio-proxy"}, want: []string{SidecarName, "app"}},
 		{name: "native first", init: []string{"migrate"}, main: []string{"app"}, sidecar: native,
 			wantInit: []string{SidecarName, "migrate"}, want: []string{"app"}},
 		{name: "native after Istio's", init: []string{"istio-init", "istio-proxy", "migrate"}, main: []string{"app"}, sidecar: native,
@@ -142,7 +151,14 @@ func TestInsertSidecar(t *testing.T) {
 			for _, n := range tt.main {
 				spec.Containers = append(spec.Containers, corev1.Container{Name: n})
 			}
-			insertSidecar(spec, tt.sidecar)
+			mode := ModeContainer
+			switch {
+			case tt.sidecar.RestartPolicy != nil:
+				mode = ModeNative
+			case tt.sidecar.Lifecycle != nil:
+				mode = ModeOrdered
+			}
+			insertSidecar(spec, tt.sidecar, mode)
 			if diff := cmp.Diff(tt.wantInit, names(spec.InitContainers)); diff != "" {
 				t.Errorf("init containers (-want +got):\n%s", diff)
 			}

@@ -24,6 +24,8 @@ const (
 	DefaultReconnectMax     = 30 * time.Second
 	DefaultHeartbeatTimeout = 45 * time.Second
 	DefaultShutdownTimeout  = 5 * time.Second
+	DefaultOutliveQuiet     = time.Second
+	DefaultOutliveMax       = 10 * time.Minute
 	DefaultPodInfoInterval  = 2 * time.Second
 )
 
@@ -84,6 +86,18 @@ type Config struct {
 	PodInfoDir string
 	// PodInfoInterval is how often PodInfoDir is read.
 	PodInfoInterval time.Duration
+	// OutliveApp makes a shutdown wait for the function first: until none
+	// of AppPorts accepts a connection on loopback and the API has been
+	// idle (no request in flight, none ended) for OutliveQuiet, at most
+	// OutliveMax; the sidecar serves as usual meanwhile. The injector sets
+	// it for plain-container sidecars, which the kubelet stops together
+	// with the function (docs/injection.md, "Stopping").
+	OutliveApp bool
+	// AppPorts are the function's TCP ports (from its containers' ports).
+	AppPorts []int
+	// OutliveQuiet and OutliveMax: see OutliveApp.
+	OutliveQuiet time.Duration
+	OutliveMax   time.Duration
 }
 
 // reservedPorts are ports Knative, Dapr or Istio claim inside a pod.
@@ -133,6 +147,12 @@ func (c Config) withDefaults() Config {
 	if c.PodInfoInterval == 0 {
 		c.PodInfoInterval = DefaultPodInfoInterval
 	}
+	if c.OutliveQuiet == 0 {
+		c.OutliveQuiet = DefaultOutliveQuiet
+	}
+	if c.OutliveMax == 0 {
+		c.OutliveMax = DefaultOutliveMax
+	}
 	return c
 }
 
@@ -152,6 +172,11 @@ func (c Config) Validate() error {
 		return &registry.FieldError{Field: "Listen", Value: c.Listen, Reason: "has no valid port"}
 	} else if reservedPort(n) {
 		return &registry.FieldError{Field: "Listen", Value: c.Listen, Reason: "uses a port reserved by Knative, Dapr or Istio (3500, 8008, 8012, 8013, 8022, 9090, 9091, 15000-15090, 50001); the default is 7471"}
+	}
+	for i, p := range c.AppPorts {
+		if p < 1 || p > 65535 {
+			return &registry.FieldError{Field: fmt.Sprintf("AppPorts[%d]", i), Value: strconv.Itoa(p), Reason: "is not a TCP port (1-65535)"}
+		}
 	}
 	if c.ControlPlane == "" {
 		return &registry.FieldError{Field: "ControlPlane", Reason: "is required: the control plane URL, for example http://127.0.0.1:7470"}
@@ -197,6 +222,8 @@ func (c Config) Validate() error {
 		{"HeartbeatTimeout", c.HeartbeatTimeout, 10 * time.Millisecond, time.Hour},
 		{"ShutdownTimeout", c.ShutdownTimeout, time.Millisecond, 10 * time.Minute},
 		{"PodInfoInterval", c.PodInfoInterval, time.Millisecond, time.Hour},
+		{"OutliveQuiet", c.OutliveQuiet, time.Millisecond, time.Minute},
+		{"OutliveMax", c.OutliveMax, time.Millisecond, time.Hour},
 	} {
 		if d.v < d.min || d.v > d.max {
 			return &registry.FieldError{Field: d.field, Value: d.v.String(), Reason: fmt.Sprintf("is out of range: use a duration between %s and %s", d.min, d.max)}

@@ -80,12 +80,30 @@ func TestWebhookThroughAPIServer(t *testing.T) {
 		if c == nil {
 			t.Fatalf("pod came back without %s: init %v, containers %v", inject.SidecarName, names(got.Spec.InitContainers), names(got.Spec.Containers))
 		}
-		// The API server is 1.37: native sidecars, found through discovery.
-		if !native || c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
-			t.Errorf("sidecar native = %v, restartPolicy %v; want an init container with restartPolicy Always", native, c.RestartPolicy)
+		// A pod that runs until deleted: the ordered sidecar, first, with
+		// its postStart hook.
+		if native || c.Lifecycle == nil || c.Lifecycle.PostStart == nil {
+			t.Errorf("sidecar native = %v, lifecycle %v; want a plain container with a postStart hook", native, c.Lifecycle)
 		}
 		if got.Annotations[inject.AnnotationInjectedVersion] == "" {
 			t.Errorf("annotation %s missing", inject.AnnotationInjectedVersion)
+		}
+		if want := []string{inject.SidecarName, "fn"}; !slices.Equal(names(got.Spec.Containers), want) {
+			t.Errorf("containers = %v, want %v", names(got.Spec.Containers), want)
+		}
+	})
+
+	t.Run("pod that runs to completion", func(t *testing.T) {
+		pod := newPod("fn", "job", nil, nil)
+		pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+		got, err := cp.Clientset.CoreV1().Pods("fn").Create(ctx, pod, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("create pod: %v", err)
+		}
+		c, native := sidecarOf(got)
+		// The API server is 1.37: native sidecars, found through discovery.
+		if c == nil || !native || c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+			t.Errorf("sidecar %v native = %v; want an init container with restartPolicy Always", c != nil, native)
 		}
 		if len(got.Spec.Containers) != 1 || got.Spec.Containers[0].Name != "fn" {
 			t.Errorf("containers = %v, want just fn", names(got.Spec.Containers))
