@@ -18,6 +18,7 @@ command -v nats-server >/dev/null || need_pkgs+=(nats-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v node >/dev/null || need_pkgs+=(nodejs npm)
 command -v python3 >/dev/null || need_pkgs+=(python3)
+command -v chromium >/dev/null || need_pkgs+=(chromium)   # the dashboard's browser test (test/dashboard)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
