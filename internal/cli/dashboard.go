@@ -32,7 +32,10 @@ listener. See docs/dashboard.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			url := g.controlPlaneURL() + "/dashboard/"
-			if err := checkDashboard(cmd.Context(), url); err != nil {
+			stop := progress(g.stderr, "connecting to the control plane at "+g.controlPlaneURL())
+			err := checkDashboard(cmd.Context(), url)
+			stop()
+			if err != nil {
 				return err
 			}
 			fmt.Fprintln(g.stdout, url)

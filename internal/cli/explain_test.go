@@ -2,6 +2,8 @@ package cli
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,5 +111,52 @@ func TestDashboardCommand(t *testing.T) {
 	_, _, err = run(t, "--control-plane", "http://127.0.0.1:1", "dashboard")
 	if err == nil || !strings.Contains(err.Error(), "ddi dev") {
 		t.Errorf("dashboard without a control plane = %v; want an error that says how to start one", err)
+	}
+}
+
+// TestVersionCommand: `ddi version` prints its own version and commit and
+// the control plane's, and still answers (exit 0) without a control plane.
+func TestVersionCommand(t *testing.T) {
+	cp := startTestControlPlane(t)
+	out, _, err := run(t, "--control-plane", cp, "version")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if err != nil || len(lines) != 3 || !strings.HasPrefix(lines[1], "ddi ") || !strings.Contains(lines[1], Version) ||
+		!strings.HasPrefix(lines[2], "control plane "+cp) || !strings.Contains(lines[2], Version) {
+		t.Errorf("version = %q, %v; want a header, ddi's row and the control plane's, with version %s", out, err, Version)
+	}
+	out, _, err = run(t, "--control-plane", cp, "version", "-o", "json")
+	var v struct {
+		Client       struct{ Version, Commit, Go string }  `json:"client"`
+		ControlPlane *struct{ Version, Commit, Go string } `json:"controlPlane"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &v) != nil || v.ControlPlane == nil || v.ControlPlane.Version != Version ||
+		v.ControlPlane.Commit == "" || v.Client.Commit != v.ControlPlane.Commit || v.Client.Go == "" {
+		t.Errorf("version -o json = %q, %v", out, err)
+	}
+	out, _, err = run(t, "--control-plane", "http://127.0.0.1:1", "version")
+	if err != nil || !strings.Contains(out, "unreachable") || !strings.Contains(out, "ddi dev") {
+		t.Errorf("version without a control plane = %q, %v; want exit 0 and how to start one", out, err)
+	}
+}
+
+// TestProgressOnSlowWaits: a wait longer than a second says what it waits
+// for, and that it is done; a short one prints nothing.
+func TestProgressOnSlowWaits(t *testing.T) {
+	cp := startTestControlPlane(t)
+	_, stderr, err := run(t, "--control-plane", cp, "dashboard")
+	if err != nil || stderr != "" {
+		t.Errorf("a fast dashboard check printed %q, %v; want nothing on stderr", stderr, err)
+	}
+	// A control plane that takes 1.5 s to answer (a real listener whose
+	// first request is slow, as a starting control plane is).
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(1500 * time.Millisecond)
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(slow.Close)
+	_, stderr, err = run(t, "--control-plane", slow.URL, "dashboard")
+	want := "connecting to the control plane at " + slow.URL + "...\nconnecting to the control plane at " + slow.URL + ": done\n"
+	if err != nil || stderr != want {
+		t.Errorf("a slow dashboard check printed %q, %v; want %q", stderr, err, want)
 	}
 }

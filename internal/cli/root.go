@@ -7,10 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"ddi.dev/ddi/internal/client"
+	"ddi.dev/ddi/internal/controlplane"
 )
 
 // DefaultControlPlane is the control plane address used when neither
@@ -102,18 +106,73 @@ func (g *globals) logger() (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: lvl})), nil
 }
 
-// Version is the ddi version, set at build time with -ldflags.
-var Version = "v0.1.0-dev"
+// Version is the ddi version: controlplane.Version, which the build sets
+// with -ldflags (see there).
+var Version = controlplane.Version
 
 func newVersionCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "version",
-		Short:   "Print the ddi version",
-		Example: "  ddi version",
+	var output string
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the version and commit of ddi and of the control plane",
+		Long: `version prints the version, commit and Go version of this ddi binary, then
+those of the control plane it talks to (--control-plane, DDI_CONTROL_PLANE),
+or why it cannot reach it. It exits 0 either way.`,
+		Example: "  ddi version\n  ddi version -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fmt.Fprintln(g.stdout, Version)
-			return nil
+			local := controlplane.Build()
+			local.Version = Version
+			out := struct {
+				Client       controlplane.BuildInfo `json:"client"`
+				ControlPlane *client.BuildInfo      `json:"controlPlane,omitempty"`
+				URL          string                 `json:"controlPlaneURL"`
+				Error        string                 `json:"controlPlaneError,omitempty"`
+			}{Client: local, URL: g.controlPlaneURL()}
+			stop := progress(g.stderr, "asking the control plane at "+out.URL+" for its version")
+			remote, err := g.client().Version(cmd.Context())
+			stop()
+			if err != nil {
+				out.Error = err.Error()
+			} else {
+				out.ControlPlane = &remote
+			}
+			return printOut(g.stdout, output, out, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "\tVERSION\tCOMMIT\tGO")
+				fmt.Fprintf(tw, "ddi\t%s\t%s\t%s\n", local.Version, local.Commit, local.Go)
+				if out.ControlPlane != nil {
+					fmt.Fprintf(tw, "control plane %s\t%s\t%s\t%s\n", out.URL, remote.Version, remote.Commit, remote.Go)
+				} else {
+					fmt.Fprintf(tw, "control plane %s unreachable: %s\n(start one with `ddi dev`, or point --control-plane or DDI_CONTROL_PLANE at one)\n", out.URL, out.Error)
+				}
+			})
 		},
+	}
+	outputFlag(cmd, &output)
+	return cmd
+}
+
+// progress prints "msg..." to w when the returned stop is not called
+// within a second, and "done" after it if it printed, so that a wait
+// longer than a second never looks like a hang.
+func progress(w io.Writer, msg string) (stop func()) {
+	var mu sync.Mutex
+	printed, stopped := false, false
+	t := time.AfterFunc(time.Second, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			printed = true
+			fmt.Fprintf(w, "%s...\n", msg)
+		}
+	})
+	return func() {
+		t.Stop()
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		if printed {
+			fmt.Fprintf(w, "%s: done\n", msg)
+		}
 	}
 }

@@ -26,3 +26,18 @@ func (c *Client) Explain(ctx context.Context, consumer registry.Consumer, depend
 	_, err := c.do(ctx, http.MethodPost, "/v1/explain", body, &out)
 	return out, err
 }
+
+// BuildInfo is the answer of GET /v1/version: the control plane's
+// version, VCS commit and Go version.
+type BuildInfo struct {
+	Version string `json:"version"`
+	Commit  string `json:"commit"`
+	Go      string `json:"go"`
+}
+
+// Version asks the control plane for its version and commit.
+func (c *Client) Version(ctx context.Context) (BuildInfo, error) {
+	var out BuildInfo
+	_, err := c.do(ctx, http.MethodGet, "/v1/version", nil, &out)
+	return out, err
+}

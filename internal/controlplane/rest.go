@@ -20,6 +20,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/providers/{namespace}/{name}/renew", s.handleRenew)
 	mux.HandleFunc("POST /v1/resolve", s.handleResolve)
 	mux.HandleFunc("POST /v1/explain", s.handleExplain)
+	mux.HandleFunc("GET /v1/version", s.handleVersion)
 	mux.HandleFunc("GET /v1/sidecars", func(w http.ResponseWriter, r *http.Request) {
 		caller, ok := s.caller(w, r)
 		if !ok {
