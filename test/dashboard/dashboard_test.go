@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -126,7 +127,7 @@ func ddi(t *testing.T, args ...string) string {
 
 // startDev runs `ddi dev` on a free loopback port and waits until it is
 // ready; it returns the control plane's URL.
-func startDev(t *testing.T) string {
+func startDev(t *testing.T, flags ...string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -134,7 +135,7 @@ func startDev(t *testing.T) string {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	start(t, "ddi dev", "dev", "--listen", addr, "--data", t.TempDir())
+	start(t, "ddi dev", append(flags, "dev", "--listen", addr, "--data", t.TempDir())...)
 	url := "http://" + addr
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		resp, err := http.Get(url + "/readyz")
@@ -170,6 +171,16 @@ func browser(t *testing.T) context.Context {
 		cancelAlloc()
 		t.Fatalf("start Chromium: %v", err)
 	}
+	watchConsole(t, ctx, func() { cancel(); cancelAlloc() })
+	return ctx
+}
+
+// watchConsole collects the console errors and warnings, uncaught
+// exceptions and browser log entries of those levels (a failed request, a
+// refused script) of the tab ctx; when the test ends it calls stop and
+// fails the test if there were any.
+func watchConsole(t *testing.T, ctx context.Context, stop func()) {
+	t.Helper()
 	var mu sync.Mutex
 	var problems []string
 	messages := chromedp.Console(ctx)
@@ -189,8 +200,7 @@ func browser(t *testing.T) context.Context {
 		}
 	}()
 	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
+		stop()
 		<-read
 		mu.Lock()
 		defer mu.Unlock()
@@ -198,7 +208,6 @@ func browser(t *testing.T) context.Context {
 			t.Errorf("the page logged %d problem(s):\n%s", len(problems), strings.Join(problems, "\n"))
 		}
 	})
-	return ctx
 }
 
 // run runs chromedp actions with a 30 s bound.
@@ -297,10 +306,18 @@ func TestDashboardLive(t *testing.T) {
 		`document.querySelector('#explanations').textContent.includes('version 3.0.0 is outside ^1') && `+
 		`document.querySelector('#explanations').textContent.includes('unresolved: no provider has type postgresql')`, 5*time.Second)
 
-	// Filters: by type, by name.
+	// The explanation follows a change of the providers without a click.
+	ddi(t, "--control-plane", cp, "provider", "add", "greeter-v4", "--type", "http", "--version", "1.9.0", "--url", "http://127.0.0.1:9004")
+	took = waitJS(t, ctx, "explanation updated", `document.querySelector('#explanations').textContent.includes('chose default/greeter-v4') && `+
+		`document.querySelector('#explanations').textContent.includes('lost to default/greeter-v4: version 1.9.0 is higher than 1.5.0')`, 5*time.Second)
+	if took > time.Second {
+		t.Errorf("the explanation took %v to follow a new provider, want under 1s", took)
+	}
+
+	// Filters: by name.
 	run(t, ctx, "filter by name", chromedp.SendKeys(chromedp.CSS("#f-name"), "checkout"))
 	waitJS(t, ctx, "only checkout and its provider", node("f:default/checkout")+` && !`+node("f:default/frontend")+
-		` && `+node("p:default/greeter-v1")+` && !`+node("p:default/greeter-v3"), 5*time.Second)
+		` && `+node("p:default/greeter-v1")+` && !`+node("p:default/greeter-v3")+` && !`+node("p:default/greeter-v4"), 5*time.Second)
 	eval[bool](t, ctx, `(document.querySelector('#f-name').value = '', document.querySelector('#f-name').dispatchEvent(new Event('input')))`)
 	waitJS(t, ctx, "both functions again", node("f:default/frontend")+` && `+node("f:default/checkout"), 5*time.Second)
 
@@ -335,7 +352,7 @@ func TestDashboardAtScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("SKIPPED in -short: starts 1,000 streams")
 	}
-	cp := startDev(t)
+	cp := startDev(t, "--log-level", "warn") // not 2,000 connect and disconnect lines
 	const n = 1000
 	types := []string{"http", "grpc", "redis", "postgresql"}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
@@ -428,19 +445,35 @@ func TestDashboardAtScale(t *testing.T) {
 		t.Fatalf("graph has %d functions and %d providers, want %d of each", len(g.Functions), len(g.Providers), n)
 	}
 
+	// Three loads, each in a fresh tab of a fresh browser context; the
+	// median counts, so that one load slowed by the shared machine does not
+	// decide alone.
 	bctx := browser(t)
-	// The measured load is the browser's first: nothing cached.
-	run(t, bctx, "open the dashboard", chromedp.Navigate(cp+"/dashboard/"))
-	waitJS(t, bctx, "first paint", `document.body.dataset.painted === 'true'`, 20*time.Second)
-	paint := eval[float64](t, bctx, `window.ddiFirstPaintMs`)
-	render := eval[float64](t, bctx, `window.ddiLastRenderMs`)
-	nodes := eval[int](t, bctx, `document.querySelectorAll('[data-k]').length`)
-	t.Logf("1,000 functions + 1,000 providers: first paint %.0f ms after navigation start (render %.0f ms), %d nodes drawn", paint, render, nodes)
-	if nodes < 2*n {
-		t.Errorf("%d nodes drawn, want at least %d", nodes, 2*n)
+	var paints []float64
+	for i := range 3 {
+		tab, cancelTab := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
+		// The first action on a tab creates it and must run without a
+		// deadline (a deadline's end would close the tab).
+		if err := chromedp.Do(tab); err != nil {
+			cancelTab()
+			t.Fatalf("open a tab: %v", err)
+		}
+		watchConsole(t, tab, cancelTab)
+		run(t, tab, "open the dashboard", chromedp.Navigate(cp+"/dashboard/"))
+		waitJS(t, tab, "first paint", `document.body.dataset.painted === 'true'`, 20*time.Second)
+		paint := eval[float64](t, tab, `window.ddiFirstPaintMs`)
+		render := eval[float64](t, tab, `window.ddiLastRenderMs`)
+		nodes := eval[int](t, tab, `document.querySelectorAll('[data-k]').length`)
+		t.Logf("load %d, 1,000 functions + 1,000 providers: first paint %.0f ms after navigation start (render %.0f ms), %d nodes drawn", i+1, paint, render, nodes)
+		if nodes < 2*n {
+			t.Errorf("%d nodes drawn, want at least %d", nodes, 2*n)
+		}
+		paints = append(paints, paint)
+		bctx = tab
 	}
-	if paint > 2000 {
-		t.Errorf("first paint %.0f ms after navigation, want under 2000 ms", paint)
+	slices.Sort(paints)
+	if paints[1] > 2000 {
+		t.Errorf("median first paint %.0f ms after navigation (loads: %v), want under 2000 ms", paints[1], paints)
 	}
 	// A filter narrows the drawing at once.
 	eval[bool](t, bctx, `(document.querySelector('#f-namespace').value = 'ns-3', document.querySelector('#f-namespace').dispatchEvent(new Event('change')))`)

@@ -251,13 +251,19 @@
     ]) + '<h3>Sidecars</h3>' + table(sc, ['id', 'sent', 'acked', 'error']) +
       '<h3>Dependencies</h3>' + table(deps, ['alias', 'selector', 'bound to']) +
       '<h3>Why (resolution, docs/resolution.md)</h3><div id="explanations"></div>';
+    // Explanations are asked again when the providers changed (a new
+    // revision), not on every sidecar acknowledgement.
+    // Until they arrive, the previous ones of the same function stay.
+    const fresh = explainedFor === selected + '@' + graph.revision;
     if (old && !explain) panel.querySelector('#explanations').replaceWith(old);
-    if (explain || !old) explainAll(f);
+    if (explain || !old || !fresh) explainAll(f);
   }
 
   let explainSeq = 0;
+  let explainedFor = '';
   async function explainAll(f) {
     const seq = ++explainSeq;
+    explainedFor = 'f:' + key(f) + '@' + graph.revision;
     const consumer = { namespace: f.namespace, name: f.name, serviceAccount: f.serviceAccount, labels: f.labels };
     const parts = await Promise.all(f.dependencies.map(async (d) => {
       try {
