@@ -17,7 +17,7 @@
 #              (the test builds and installs from this tree by itself)
 #
 # Environment:
-#   DDI_E2E_TIMEOUT    go test -timeout of the test verb [20m]
+#   DDI_E2E_TIMEOUT    go test -timeout of the test verb [35m]
 #   DDI_E2E_REPORT     the test writes its measurements here as JSON
 #   DDI_E2E_KEEP=1     the test leaves its namespaces behind
 #   DDI_BUILD_P        go build -p [2]
@@ -113,7 +113,7 @@ cmd_examples() {
 }
 
 cmd_test() {
-	go test -tags e2e -count=1 -v -timeout "${DDI_E2E_TIMEOUT:-20m}" ./test/e2e/...
+	go test -tags e2e -count=1 -v -timeout "${DDI_E2E_TIMEOUT:-35m}" ./test/e2e/...
 }
 
 cmd_all() {

@@ -86,7 +86,22 @@ func main() {
 	}
 }
 
+// relay calls greeter and copies its answer. ?delay=DURATION (at most 30s)
+// waits first: test/e2e deletes the pod while such requests are in flight
+// and expects their calls through the sidecar to succeed.
 func relay(w http.ResponseWriter, r *http.Request, c *http.Client) {
+	if v := r.URL.Query().Get("delay"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > 30*time.Second {
+			http.Error(w, "delay: want a duration up to 30s, such as 2s", http.StatusBadRequest)
+			return
+		}
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if c == nil {
 		http.Error(w, "greeter is not injected yet", http.StatusServiceUnavailable)
 		return

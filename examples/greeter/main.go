@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,6 +21,20 @@ import (
 )
 
 func main() {
+	// First, what the binding root held when the process started: with
+	// ddi's ordered or native sidecar the bindings are there already
+	// (test/e2e checks this line on every cold start).
+	if root := os.Getenv("SERVICE_BINDING_ROOT"); root != "" {
+		var names []string
+		if entries, err := os.ReadDir(root); err == nil {
+			for _, e := range entries {
+				if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+					names = append(names, e.Name())
+				}
+			}
+		}
+		log.Printf("bindings at start: [%s]", strings.Join(names, " "))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	port := env("PORT", "8080")

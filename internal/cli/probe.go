@@ -22,7 +22,10 @@ func newProbeCmd(g *globals) *cobra.Command {
 sidecar listens on loopback only, where the kubelet's HTTP probes cannot
 reach it, so its startup and liveness probes run this inside the container.
 
-A failed attempt is retried every 20ms for up to --wait. The kubelet runs
+A failed attempt is retried every 5ms for up to --wait. The injected
+ordered sidecar's postStart hook runs "ddi probe --wait=5m0s
+http://127.0.0.1:7471/readyz?wait=5m0s": the sidecar answers that request
+the moment it is ready. The kubelet runs
 the startup probe the moment the sidecar starts, a few tens of
 milliseconds before its first snapshot is loaded; without the retries that
 first probe fails and the function starts one probe period (a second)
@@ -41,7 +44,7 @@ later.`,
 				select {
 				case <-ctx.Done():
 					return err
-				case <-time.After(20 * time.Millisecond):
+				case <-time.After(5 * time.Millisecond):
 				}
 			}
 		},

@@ -44,13 +44,14 @@ func sidecarContainer(s settings, cfg Config, t target) corev1.Container {
 		c.RestartPolicy = &always
 	case ModeOrdered:
 		c.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
-			Command: []string{"ddi", "probe", "--wait=" + PostStartWait.String(), readyURL(s.port)},
+			Command: []string{"ddi", "probe", "--wait=" + PostStartWait.String(), readyURL(s.port) + "?wait=" + PostStartWait.String()},
 		}}}
 	}
 	return c
 }
 
-// PostStartWait bounds the ordered sidecar's postStart hook. The kubelet
+// PostStartWait bounds the ordered sidecar's postStart hook, which asks
+// the sidecar's /readyz to answer as soon as it is ready (?wait=). The kubelet
 // starts the function's containers only after the hook returns; if the
 // sidecar is not ready by then (the control plane has been unreachable
 // all along), the hook fails, the kubelet restarts the sidecar, and the

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -99,5 +100,44 @@ func TestSecretsStayOut(t *testing.T) {
 	check("logs", []byte(ts.logs.String()))
 	if len(exposed) > 0 {
 		t.Errorf("the secret reached: %q", exposed)
+	}
+}
+
+// TestReadyzWait: GET /readyz?wait= on a sidecar without its first snapshot
+// answers 200 as soon as the snapshot arrives, and 503 when wait runs out.
+func TestReadyzWait(t *testing.T) {
+	f := newFakeCP(t)
+	ts := startSidecar(t, testConfig(f))
+	f.nextHello(t)
+
+	start := time.Now()
+	status, _, _ := do(t, "GET", ts.url+"/readyz?wait=100ms", "")
+	if status != http.StatusServiceUnavailable || time.Since(start) < 100*time.Millisecond {
+		t.Errorf("readyz?wait=100ms without a snapshot = %d after %s, want 503 after 100ms", status, time.Since(start))
+	}
+
+	answered := make(chan int, 1)
+	go func() { status, _, _ := do(t, "GET", ts.url+"/readyz?wait=30s", ""); answered <- status }()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case s := <-answered:
+		t.Fatalf("readyz?wait=30s answered %d before the first snapshot", s)
+	default:
+	}
+	f.push(t, 1, []registry.Binding{dbBinding()}, nil)
+	select {
+	case s := <-answered:
+		if s != http.StatusOK {
+			t.Errorf("readyz?wait=30s after the first snapshot = %d, want 200", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("readyz?wait=30s did not answer within 5s of the first snapshot")
+	}
+
+	for _, bad := range []string{"soon", "-1s", "6m"} {
+		status, body, _ := do(t, "GET", ts.url+"/readyz?wait="+bad, "")
+		if p := problemOf(t, body); status != http.StatusBadRequest || !strings.Contains(p.Detail, "wait=") {
+			t.Errorf("readyz?wait=%s = %d %s, want 400 naming wait", bad, status, body)
+		}
 	}
 }

@@ -30,7 +30,7 @@ import (
 // runs it and brings the cluster down.
 //
 // Settings: DDI_E2E_LATENCY_REQUESTS (per path, default 500),
-// DDI_E2E_COLD_ROUNDS (default 1), DDI_E2E_REPORT (write the measurements
+// DDI_E2E_COLD_ROUNDS (default 10), DDI_E2E_REPORT (write the measurements
 // as JSON to this file), DDI_E2E_KEEP=1 (leave the namespaces behind, as
 // hack/e2e.sh does before it brings the cluster down).
 func TestKnative(t *testing.T) {
@@ -64,7 +64,7 @@ func TestKnative(t *testing.T) {
 	// Knative Services only every 30 s.
 	c.apply(t, im, "examples/knative/greeter-provider.yaml")
 	c.kubectlRun(t, "-n", "ddi-demo", "wait", "--for=condition=Ready", "--timeout=90s", "provider/greeter")
-	c.kubectlRun(t, "-n", "ddi-demo", "wait", "--for=condition=Ready", "--timeout=180s", "ksvc/frontend", "ksvc/cold-ddi", "ksvc/cold-ddi-container", "ksvc/cold-plain")
+	c.kubectlRun(t, "-n", "ddi-demo", "wait", "--for=condition=Ready", "--timeout=180s", "ksvc/frontend", "ksvc/cold-ddi", "ksvc/cold-ddi-native", "ksvc/cold-ddi-container", "ksvc/cold-plain")
 	rep.Steps = append(rep.Steps, step("deploy the functions", t0))
 
 	const frontendHost = "frontend.ddi-demo.example.com"
@@ -74,7 +74,7 @@ func TestKnative(t *testing.T) {
 	route := c.ingress + "/"
 	client := &http.Client{Timeout: 30 * time.Second}
 
-	t.Run("webhook injects a native sidecar into Knative pods", func(t *testing.T) {
+	t.Run("webhook injects the ordered sidecar into Knative pods", func(t *testing.T) {
 		pod := c.frontendPod(t)
 		checkInjected(t, &pod, []string{"user-container"}, []string{"queue-proxy"})
 	})
@@ -524,6 +524,33 @@ spec:
 			"leader, then the other controller replica deleted during steady traffic")
 	})
 
+	t.Run("frontend pod deleted with requests in flight", func(t *testing.T) {
+		// Each request waits 3 s in frontend before it calls greeter
+		// through the sidecar; the pod is deleted 1 s in. The kubelet
+		// stops the plain-container sidecar together with the function, so
+		// the sidecar must outlive the function for these calls to work.
+		pod := c.frontendPod(t)
+		const inflight = 6
+		calls := make(chan call, inflight)
+		for range inflight {
+			go func() { calls <- request(client, route+"?delay=3s", frontendHost) }()
+		}
+		time.Sleep(time.Second)
+		deleted := time.Now()
+		c.kubectlRun(t, "-n", "ddi-demo", "delete", "pod", pod.Name, "--wait=false")
+		failed := 0
+		for range inflight {
+			cl := <-calls
+			if !cl.ok() {
+				failed++
+				t.Errorf("a request in flight when its pod was deleted failed: %v", cl.err)
+			}
+		}
+		rep.Termination = fmt.Sprintf("%d requests in flight when the pod was deleted, %d failed; answered within %s of the deletion",
+			inflight, failed, time.Since(deleted).Round(time.Millisecond))
+		t.Log(rep.Termination)
+	})
+
 	t.Run("scale to zero and back, cold start with and without ddi", func(t *testing.T) {
 		waitZero := func(services ...string) {
 			t.Helper()
@@ -536,7 +563,7 @@ spec:
 				return true, nil
 			})
 		}
-		waitZero("frontend", "cold-ddi", "cold-ddi-container", "cold-plain")
+		waitZero("frontend", "cold-ddi", "cold-ddi-native", "cold-ddi-container", "cold-plain")
 		got := request(client, route, frontendHost)
 		if !got.ok() {
 			t.Fatalf("first request to frontend after scale to zero: %v", got.err)
@@ -546,9 +573,12 @@ spec:
 		pod := c.readyPod(t, "ddi-demo", "serving.knative.dev/service=frontend", time.Minute)
 		c.checkStartOrder(t, &pod)
 
-		rounds := envInt(t, "DDI_E2E_COLD_ROUNDS", 1)
-		services := []string{"cold-plain", "cold-ddi", "cold-ddi-container"}
+		rounds := envInt(t, "DDI_E2E_COLD_ROUNDS", 10)
+		services := []string{"cold-plain", "cold-ddi", "cold-ddi-native", "cold-ddi-container"}
+		// The modes that promise the bindings before the function starts.
+		ordered := map[string]bool{"cold-ddi": true, "cold-ddi-native": true}
 		cold := map[string]latencies{}
+		rep.ColdTimeline = map[string]string{}
 		for r := range rounds {
 			if r > 0 {
 				waitZero(services...)
@@ -561,16 +591,27 @@ spec:
 				}
 				cold[svc] = append(cold[svc], cl.end.Sub(cl.start))
 				t.Logf("round %d: %s cold start %s", r+1, svc, ms(cl.end.Sub(cl.start)))
+				pod := c.readyPod(t, "ddi-demo", "serving.knative.dev/service="+svc, time.Minute)
+				if ordered[svc] {
+					c.checkBindingsAtStart(t, &pod, "greeter")
+				}
+				if r == 0 {
+					rep.ColdTimeline[svc] = c.timeline(t, &pod)
+					t.Logf("%s: %s", svc, rep.ColdTimeline[svc])
+				}
 			}
 		}
 		rep.ColdStart = map[string]string{
 			"without ddi (cold-plain)":                       cold["cold-plain"].String(),
-			"with ddi, native sidecar (cold-ddi)":            cold["cold-ddi"].String(),
+			"with ddi, ordered sidecar (cold-ddi)":           cold["cold-ddi"].String(),
+			"with ddi, native sidecar (cold-ddi-native)":     cold["cold-ddi-native"].String(),
 			"with ddi, plain container (cold-ddi-container)": cold["cold-ddi-container"].String(),
 		}
 		for k, v := range rep.ColdStart {
 			t.Logf("cold start %s: %s", k, v)
 		}
+		plain, orderedP50 := cold["cold-plain"].percentile(50), cold["cold-ddi"].percentile(50)
+		t.Logf("cold start p50: ordered sidecar %s, no ddi %s (difference %s)", ms(orderedP50), ms(plain), ms(orderedP50-plain))
 	})
 
 	rep.Total = time.Since(began).Round(time.Second).String()
@@ -588,8 +629,9 @@ func (c *localCluster) frontendPod(t *testing.T) corev1.Pod {
 	return c.readyPod(t, "ddi-demo", "serving.knative.dev/service=frontend", 2*time.Minute)
 }
 
-// checkInjected checks a pod that the webhook injected: a native sidecar
-// (an init container with restartPolicy Always and a startup probe), the
+// checkInjected checks a pod that the webhook injected: the ordered
+// sidecar (the first container, with a postStart hook that waits for its
+// readiness; deploy/'s default for pods that run until deleted), the
 // bindings volume and environment in the wired containers, and nothing in
 // the containers that belong to the platform.
 func checkInjected(t *testing.T, pod *corev1.Pod, wired, untouched []string) {
@@ -597,13 +639,15 @@ func checkInjected(t *testing.T, pod *corev1.Pod, wired, untouched []string) {
 	if pod.Annotations["ddi.dev/injected-version"] == "" {
 		t.Errorf("pod %s has no ddi.dev/injected-version annotation: the webhook did not inject it", pod.Name)
 	}
-	i := slices.IndexFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == "ddi-sidecar" })
-	if i < 0 {
-		t.Fatalf("pod %s has no ddi-sidecar init container (containers: %v)", pod.Name, names(pod))
+	if len(pod.Spec.Containers) == 0 || pod.Spec.Containers[0].Name != "ddi-sidecar" {
+		t.Fatalf("pod %s does not start with the ddi-sidecar container (containers: %v)", pod.Name, names(pod))
 	}
-	sc := pod.Spec.InitContainers[i]
-	if sc.RestartPolicy == nil || *sc.RestartPolicy != corev1.ContainerRestartPolicyAlways || sc.StartupProbe == nil {
-		t.Errorf("ddi-sidecar of %s is not a native sidecar (restartPolicy %v, startupProbe %v)", pod.Name, sc.RestartPolicy, sc.StartupProbe != nil)
+	sc := pod.Spec.Containers[0]
+	if sc.Lifecycle == nil || sc.Lifecycle.PostStart == nil || sc.Lifecycle.PostStart.Exec == nil {
+		t.Errorf("ddi-sidecar of %s has no postStart hook (lifecycle %+v)", pod.Name, sc.Lifecycle)
+	}
+	if !slices.ContainsFunc(sc.Env, func(e corev1.EnvVar) bool { return e.Name == "DDI_OUTLIVE_APP" && e.Value == "true" }) {
+		t.Errorf("ddi-sidecar of %s does not outlive the function (no DDI_OUTLIVE_APP=true)", pod.Name)
 	}
 	if len(sc.Ports) != 0 {
 		t.Errorf("ddi-sidecar of %s declares ports %v; Knative allows only the function's", pod.Name, sc.Ports)
@@ -750,12 +794,68 @@ func (c *localCluster) checkStartOrder(t *testing.T, pod *corev1.Pod) {
 	if !sidecarReady.Before(serving) {
 		t.Errorf("frontend started listening at %s, before its sidecar's first snapshot at %s", serving.Format(time.RFC3339Nano), sidecarReady.Format(time.RFC3339Nano))
 	}
-	for _, s := range pod.Status.InitContainerStatuses {
+	for _, s := range append(slices.Clone(pod.Status.InitContainerStatuses), pod.Status.ContainerStatuses...) {
 		if s.Name == "ddi-sidecar" && (s.Started == nil || !*s.Started) {
 			t.Errorf("ddi-sidecar of %s is not started: %+v", pod.Name, s)
 		}
 	}
 	t.Logf("sidecar ready at %s, frontend listening at %s (+%s)", sidecarReady.Format("15:04:05.000"), serving.Format("15:04:05.000"), serving.Sub(sidecarReady).Round(time.Millisecond))
+}
+
+// checkBindingsAtStart checks that the function's process found the
+// binding of alias in place when it started: examples/greeter lists the
+// binding root as its very first act, and the sidecar's first snapshot
+// (which it applies after writing the files) precedes that line.
+func (c *localCluster) checkBindingsAtStart(t *testing.T, pod *corev1.Pod, alias string) {
+	t.Helper()
+	logs := c.containerLogs(t, pod.Namespace, pod.Name, "user-container")
+	started := firstLogTime(t, logs, "bindings at start:")
+	line := ""
+	for l := range strings.Lines(logs) {
+		if strings.Contains(l, "bindings at start:") {
+			line = strings.TrimSpace(l)
+			break
+		}
+	}
+	if !slices.Contains(strings.Fields(strings.Trim(line[strings.Index(line, "[")+1:], "]")), alias) {
+		t.Errorf("pod %s: the function started without its %s binding: %q", pod.Name, alias, line)
+	}
+	applied := firstLogTime(t, c.containerLogs(t, pod.Namespace, pod.Name, "ddi-sidecar"), "snapshot applied")
+	if !applied.Before(started) {
+		t.Errorf("pod %s: the function started at %s, before its sidecar's first snapshot at %s", pod.Name,
+			started.Format(time.RFC3339Nano), applied.Format(time.RFC3339Nano))
+	}
+}
+
+// timeline is one pod's start-up, in seconds after the pod was created:
+// when the sidecar logged that it listens and that its first snapshot was
+// applied (when it has one), when the function's process logged its first
+// line, and when the pod turned Ready. Log times are the kubelet's
+// (nanoseconds); the pod's creation and Ready times have whole seconds.
+func (c *localCluster) timeline(t *testing.T, pod *corev1.Pod) string {
+	t.Helper()
+	created := pod.CreationTimestamp.Time
+	at := func(when time.Time) string { return fmt.Sprintf("%.2f s", when.Sub(created).Seconds()) }
+	var parts []string
+	if container(pod, "ddi-sidecar") != nil || slices.ContainsFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == "ddi-sidecar" }) {
+		logs := c.containerLogs(t, pod.Namespace, pod.Name, "ddi-sidecar")
+		parts = append(parts, "sidecar listening "+at(firstLogTime(t, logs, "sidecar listening")),
+			"first snapshot "+at(firstLogTime(t, logs, "snapshot applied")))
+	}
+	fn := c.containerLogs(t, pod.Namespace, pod.Name, "user-container")
+	for l := range strings.Lines(fn) {
+		ts, _, _ := strings.Cut(l, " ")
+		if when, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+			parts = append(parts, "function's first log line "+at(when))
+			break
+		}
+	}
+	for _, cond := range pod.Status.Conditions {
+		if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+			parts = append(parts, "pod Ready "+at(cond.LastTransitionTime.Time))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // firstLogTime returns the kubelet timestamp of the first log line that
@@ -788,6 +888,8 @@ type report struct {
 	ControllerReplicas map[string]string `json:"controllerReplicas,omitempty"`
 	FrontendWake       string            `json:"frontendWake,omitempty"`
 	ColdStart          map[string]string `json:"coldStart,omitempty"`
+	ColdTimeline       map[string]string `json:"coldTimeline,omitempty"`
+	Termination        string            `json:"termination,omitempty"`
 	RegistrationGone   string            `json:"registrationGone,omitempty"`
 	FissionReidentify  string            `json:"fissionReidentify,omitempty"`
 
