@@ -56,7 +56,9 @@ type headError struct {
 
 func (e *headError) Error() string { return e.detail }
 
-func badHead(detail string) *headError { return &headError{status: http.StatusBadRequest, detail: detail} }
+func badHead(detail string) *headError {
+	return &headError{status: http.StatusBadRequest, detail: detail}
+}
 
 // errHeadTooLarge: the head does not fit the reader's buffer.
 var errHeadTooLarge = errors.New("message head too large")
@@ -471,6 +473,37 @@ func (c *chunkedReader) Read(p []byte) (int, error) {
 		err = io.ErrUnexpectedEOF
 	}
 	return n, err
+}
+
+// ready reports whether Read can return data or the end without waiting
+// for the network: what it needs next is in the buffer.
+func (c *chunkedReader) ready() bool {
+	if c.done {
+		return true
+	}
+	if c.left > 0 {
+		return c.r.Buffered() > 0
+	}
+	b, _ := c.r.Peek(c.r.Buffered())
+	if c.started {
+		if len(b) < 2 {
+			return false
+		}
+		b = b[2:]
+	}
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return false
+	}
+	n, err := parseChunkSize(bytes.TrimSuffix(b[:i], []byte("\r")))
+	switch {
+	case err != nil:
+		return true // Read fails at once
+	case n > 0:
+		return len(b) > i+1
+	}
+	rest := b[i+1:]
+	return bytes.HasPrefix(rest, crlf) || bytes.Contains(rest, crlfcrlf)
 }
 
 // line reads one CRLF-terminated line and returns it without CRLF.

@@ -213,7 +213,8 @@ func invocationOf(r *http.Request) *invocation {
 
 // rewrite sets the outbound path; RoundTrip sets scheme and host per
 // attempt. Rewrite (unlike Director) already drops hop-by-hop and
-// X-Forwarded-* headers; traceparent and tracestate pass through.
+// X-Forwarded-* headers; X-Forwarded-For, -Host and -Proto are set afresh,
+// as the fast path does; traceparent and tracestate pass through.
 func rewrite(pr *httputil.ProxyRequest) {
 	inv := invocationOf(pr.In)
 	out := pr.Out.URL
@@ -223,6 +224,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.Out.Host = ""
 	pr.Out.Header.Del("Ddi-Timeout")
+	pr.SetXForwarded()
 }
 
 // isUpgrade reports whether h asks for a protocol upgrade (WebSocket).

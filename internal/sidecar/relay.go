@@ -153,6 +153,7 @@ type fastConn struct {
 	hbuf      []byte // copy of the request head; req's slices point here
 	out       []byte // bytes being assembled for one write
 	body      []byte // the request body copier's buffer
+	rbuf      []byte // the response body relay's buffer
 	cr        chunkedReader
 }
 
@@ -487,7 +488,10 @@ func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 // reports whether a connection was obtained (sent) and whether any
 // response byte arrived (answered), with the error.
 func (fc *fastConn) attempt(x *exchange, ep *endpoint, now time.Time) (sent, answered bool, err error) {
-	up := ep.conns.get(now)
+	// A request that may not be sent twice is sent on a connection the
+	// provider has not closed meanwhile (safe methods are sent again on a
+	// new connection instead, see errRetryStale).
+	up := ep.conns.get(now, x.policy != retryUnanswered || x.streamed)
 	if up == nil {
 		if up, err = dialUpstream(ep, x.deadline); err != nil {
 			return false, false, err
@@ -511,7 +515,14 @@ func (fc *fastConn) attempt(x *exchange, ep *endpoint, now time.Time) (sent, ans
 	if x.streamed {
 		x.bodyStarted = true
 		x.bodyFinished = make(chan error, 1)
-		go func() { x.bodyFinished <- fc.sendBody(up) }()
+		go func() {
+			err := fc.sendBody(up)
+			var cbe *clientBodyError
+			if errors.As(err, &cbe) {
+				_ = up.Close() // the provider waits for a body that will not come
+			}
+			x.bodyFinished <- err
+		}()
 	}
 	bodyDone := func() error { // waits for the body copier; nil when there is none
 		if x.bodyFinished == nil {
@@ -543,7 +554,7 @@ func (fc *fastConn) attempt(x *exchange, ep *endpoint, now time.Time) (sent, ans
 			switch {
 			case errors.Is(herr, errHeadTooLarge):
 				return sent, true, fmt.Errorf("response head larger than %d bytes", upstreamHeadBytes)
-			case reused && !answered && x.bodyLen >= 0 && !x.streamed && !isTimeout(herr) && (x.policy != retryNever || x.bodyLen == 0 && !fc.req.chunked):
+			case reused && !answered && !x.streamed && !isTimeout(herr) && x.policy == retryUnanswered:
 				return sent, false, errRetryStale
 			}
 			return sent, answered, herr
@@ -823,15 +834,23 @@ func (fc *fastConn) relayChunked(src *bufio.Reader, untilClose bool) (rerr, werr
 		fc.cr.reset(src)
 		rd = &fc.cr
 	}
-	if fc.body == nil {
-		fc.body = make([]byte, relayBufSize)
+	if fc.rbuf == nil {
+		fc.rbuf = make([]byte, relayBufSize)
 	}
 	out := fc.out
 	for {
-		n, err := rd.Read(fc.body[:min(len(fc.body), cap(out)-len(out)-32)])
+		// Write what is assembled before a read that would wait.
+		if len(out) > 0 && (cap(out)-len(out) < 1024 || !untilClose && !fc.cr.ready() || untilClose && src.Buffered() == 0) {
+			if _, werr = fc.c.Write(out); werr != nil {
+				fc.out = out[:0]
+				return nil, werr
+			}
+			out = out[:0]
+		}
+		n, err := rd.Read(fc.rbuf[:min(len(fc.rbuf), cap(out)-len(out)-32)])
 		if n > 0 {
 			out = strconv.AppendInt(out, int64(n), 16)
-			out = append(append(append(out, "\r\n"...), fc.body[:n]...), "\r\n"...)
+			out = append(append(append(out, "\r\n"...), fc.rbuf[:n]...), "\r\n"...)
 		}
 		if err == io.EOF {
 			out = append(out, "0\r\n"...)
@@ -849,13 +868,6 @@ func (fc *fastConn) relayChunked(src *bufio.Reader, untilClose bool) (rerr, werr
 			}
 			fc.out = out[:0]
 			return err, nil
-		}
-		if src.Buffered() == 0 || cap(out)-len(out) < 1024 {
-			if _, werr = fc.c.Write(out); werr != nil {
-				fc.out = out[:0]
-				return nil, werr
-			}
-			out = out[:0]
 		}
 	}
 }

@@ -36,8 +36,10 @@ type upstreamConns struct {
 	closed bool
 }
 
-// get returns an idle connection that looks alive, or nil.
-func (u *upstreamConns) get(now time.Time) *upConn {
+// get returns an idle connection that looks alive, or nil. With probe,
+// every connection is checked for a close by the provider (one
+// non-blocking peek); without, only those idle longer than probeAfter.
+func (u *upstreamConns) get(now time.Time, probe bool) *upConn {
 	for {
 		u.mu.Lock()
 		n := len(u.idle)
@@ -50,7 +52,7 @@ func (u *upstreamConns) get(now time.Time) *upConn {
 		u.idle = u.idle[:n-1]
 		u.mu.Unlock()
 		idle := now.Sub(c.lastUsed)
-		if idle > upstreamIdle || (idle > probeAfter && probeClosed(c.Conn)) {
+		if idle > upstreamIdle || ((probe || idle > probeAfter) && probeClosed(c.Conn)) {
 			_ = c.Close()
 			continue
 		}
@@ -88,7 +90,7 @@ var upstreamReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil
 // dialUpstream opens a new connection to ep, before deadline.
 func dialUpstream(ep *endpoint, deadline time.Time) (*upConn, error) {
 	d := net.Dialer{Deadline: deadline, KeepAlive: 30 * time.Second, Timeout: dialTimeout}
-	c, err := d.Dial("tcp", ep.host)
+	c, err := d.Dial("tcp", ep.dialAddr())
 	if err != nil {
 		return nil, err
 	}
