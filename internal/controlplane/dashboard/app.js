@@ -102,6 +102,12 @@
     return { fns: [...fns].sort(byKey), provs: [...provs] };
   }
 
+  // layout places every shown node; draw puts only those near the visible
+  // part of the canvas into the SVG, so a graph of thousands of nodes costs
+  // what a screenful costs.
+  let layout = null;
+  const MARGIN = 800; // px drawn above and below the visible part
+
   function render() {
     const t0 = performance.now();
     const { fns, provs } = visible();
@@ -110,11 +116,11 @@
     const xF = 10, xP = width - PROV_W - 10, xU = xF + FN_W + 40;
     // Functions top to bottom; each dependency is a row and an edge's start.
     const rowY = new Map(); // "fnKey\0alias" -> y
-    const fnY = new Map();
+    const fnPos = [];
     let y = TOP;
     for (const f of fns) {
       const h = HEAD + ROW * f.dependencies.length + 6;
-      fnY.set(key(f), { y, h });
+      fnPos.push({ f, y, h });
       f.dependencies.forEach((d, i) => rowY.set(key(f) + '\0' + d.alias, y + HEAD + ROW * i + 8));
       y += h + GAP;
     }
@@ -131,67 +137,24 @@
     }
     provs.sort((a, b) => weight.get(a) - weight.get(b) || (key(a) < key(b) ? -1 : 1));
     const provY = new Map();
+    const provPos = [];
     let py = TOP;
     for (const p of provs) {
       provY.set(key(p), py);
+      provPos.push({ p, y: py });
       py += PROV_H + GAP;
     }
     const height = Math.max(y, py) + TOP;
-    const edges = [], nodes = [], boxes = [];
-    const hotFn = selected.startsWith('f:') ? selected.slice(2) : '';
-    const hotProv = selected.startsWith('p:') ? selected.slice(2) : '';
-    for (const f of fns) {
-      const fk = key(f);
-      const pos = fnY.get(fk);
-      const acked = f.sidecars.map((s) => s.ackedVersion);
-      const ackErr = f.sidecars.some((s) => s.ackError);
-      nodes.push(`<g class="node fn${selected === 'f:' + fk ? ' selected' : ''}" data-k="f:${esc(fk)}" transform="translate(${xF},${pos.y})">` +
-        `<rect class="box" width="${FN_W}" height="${pos.h}" rx="4"></rect>` +
-        `<text class="title" x="8" y="15">${esc(trunc(f.name, 40))}</text>` +
-        `<text class="sub" x="8" y="30">${esc(f.namespace)} · ${f.sidecars.length} sidecar${f.sidecars.length === 1 ? '' : 's'} · acked v${esc(acked.join(', v'))}${ackErr ? ' · NACK' : ''}</text>`);
-      f.dependencies.forEach((d, i) => {
-        const ry = HEAD + ROW * i + 12;
-        const label = d.alias + '=' + d.selector + (d.provider ? ' → ' + d.provider : ' ✕ unresolved');
-        nodes.push(`<text class="dep${d.unresolved ? ' unres' : ''}" x="12" y="${ry}">${esc(trunc(label, 52))}<title>${esc(label)}</title></text>`);
-        const y1 = pos.y + HEAD + ROW * i + 8;
-        if (d.provider && provY.has(d.provider)) {
-          const y2 = provY.get(d.provider) + PROV_H / 2, x1 = xF + FN_W, x2 = xP, dx = (x2 - x1) / 2;
-          const hot = hotFn === fk || hotProv === d.provider;
-          edges.push(`<path class="edge${hot ? ' hot' : ''}" d="M${x1},${y1} C${x1 + dx},${y1} ${x2 - dx},${y2} ${x2},${y2}">` +
-            `<title>${esc(fk + ': ' + d.alias + '=' + d.selector + ' → ' + d.provider)}</title></path>`);
-        } else if (d.unresolved) {
-          edges.push(`<path class="edge unres" d="M${xF + FN_W},${y1} L${xU},${y1}"></path>`);
-          boxes.push(`<g class="unresolved node" data-k="f:${esc(fk)}" data-alias="${esc(d.alias)}" transform="translate(${xU},${y1 - 9})">` +
-            `<rect width="${UNRES_W}" height="18" rx="3"></rect>` +
-            `<text x="6" y="13">${esc(trunc(d.alias + ': ' + d.unresolved, 58))}</text>` +
-            `<title>${esc(fk + ' ' + d.alias + '=' + d.selector + ' is unresolved: ' + d.unresolved)}</title></g>`);
-        }
-      });
-      nodes.push('</g>');
-    }
-    for (const p of provs) {
-      const pk = key(p);
-      const total = (p.endpoints || []).length;
-      const cls = 'node prov' + (p.ready === 0 ? ' unready' : '') + (p.lease ? ' leased' : '') + (selected === 'p:' + pk ? ' selected' : '');
-      const lease = p.lease ? 'run-time, lease ' + leaseLeft(p.lease) : 'declared';
-      nodes.push(`<g class="${cls}" data-k="p:${esc(pk)}" transform="translate(${xP},${provY.get(pk)})">` +
-        `<rect class="box" width="${PROV_W}" height="${PROV_H}" rx="4"></rect>` +
-        `<text class="title" x="8" y="15">${esc(trunc(p.name, 38))}</text>` +
-        `<text class="sub" x="8" y="30">${esc(trunc(p.namespace + ' · ' + p.type + ' ' + (p.version || '(no version)'), 44))}</text>` +
-        `<text class="sub" x="8" y="45">${p.ready}/${total} ready · ${esc(lease)}</text></g>`);
-    }
-    if (!fns.length && !provs.length) {
-      nodes.push(`<text class="empty" x="20" y="40">${graph.functions.length || graph.providers.length ?
-        'Nothing matches the filters.' : 'No function is connected and no provider is registered yet.'}</text>`);
-    }
+    layout = { fnPos, provPos, provY, rowY, width, height, xF, xP, xU, drawn: null };
     const svg = $('graph');
     svg.setAttribute('width', width);
     svg.setAttribute('height', height);
     svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
-    svg.innerHTML = edges.join('') + nodes.join('') + boxes.join('');
+    draw(true);
     const unresolved = graph.functions.reduce((n, f) => n + f.dependencies.filter((d) => d.unresolved).length, 0);
     $('status').textContent = `revision ${graph.revision} · ${graph.functions.length} functions · ${graph.providers.length} providers · ` +
       `${unresolved} unresolved · showing ${fns.length}+${provs.length} · updated ${new Date().toLocaleTimeString()}`;
+    window.ddiShown = { functions: fns.length, providers: provs.length };
     window.ddiLastRenderMs = performance.now() - t0;
     window.ddiRevision = graph.revision;
     if (!painted) {
@@ -202,6 +165,90 @@
         document.body.dataset.painted = 'true';
       }));
     }
+  }
+
+  // first returns the index of the first item whose bottom is below top
+  // (items sorted by y).
+  function first(items, top, height) {
+    let lo = 0, hi = items.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (items[mid].y + height(items[mid]) < top) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  }
+
+  // draw fills the SVG with the nodes and edges near the visible part;
+  // without force it does nothing while the visible part stays inside
+  // what was drawn.
+  function draw(force) {
+    const L = layout;
+    if (!L) return;
+    const canvas = $('canvas');
+    const top = canvas.scrollTop, bottom = top + canvas.clientHeight;
+    if (!force && L.drawn && top >= L.drawn.top && bottom <= L.drawn.bottom) return;
+    const from = Math.max(0, top - MARGIN), to = bottom + MARGIN;
+    L.drawn = { top: from + (top > MARGIN ? MARGIN / 2 : 0), bottom: to - MARGIN / 2 };
+    const edges = [], nodes = [], boxes = [];
+    const hotFn = selected.startsWith('f:') ? selected.slice(2) : '';
+    const hotProv = selected.startsWith('p:') ? selected.slice(2) : '';
+    const { xF, xP, xU } = L;
+    const edge = (fk, d, y1) => {
+      const y2 = L.provY.get(d.provider) + PROV_H / 2, x1 = xF + FN_W, x2 = xP, dx = (x2 - x1) / 2;
+      const hot = hotFn === fk || hotProv === d.provider;
+      edges.push(`<path class="edge${hot ? ' hot' : ''}" d="M${x1},${y1} C${x1 + dx},${y1} ${x2 - dx},${y2} ${x2},${y2}">` +
+        `<title>${esc(fk + ': ' + d.alias + '=' + d.selector + ' → ' + d.provider)}</title></path>`);
+    };
+    const drawnFns = new Set();
+    for (let i = first(L.fnPos, from, (x) => x.h); i < L.fnPos.length && L.fnPos[i].y <= to; i++) {
+      const { f, y, h } = L.fnPos[i];
+      const fk = key(f);
+      drawnFns.add(fk);
+      const acked = f.sidecars.map((s) => s.ackedVersion);
+      const ackErr = f.sidecars.some((s) => s.ackError);
+      nodes.push(`<g class="node fn${selected === 'f:' + fk ? ' selected' : ''}" data-k="f:${esc(fk)}" transform="translate(${xF},${y})">` +
+        `<rect class="box" width="${FN_W}" height="${h}" rx="4"></rect>` +
+        `<text class="title" x="8" y="15">${esc(trunc(f.name, 40))}</text>` +
+        `<text class="sub" x="8" y="30">${esc(f.namespace)} · ${f.sidecars.length} sidecar${f.sidecars.length === 1 ? '' : 's'} · acked v${esc(acked.join(', v'))}${ackErr ? ' · NACK' : ''}</text>`);
+      f.dependencies.forEach((d, j) => {
+        const label = d.alias + '=' + d.selector + (d.provider ? ' → ' + d.provider : ' ✕ unresolved');
+        nodes.push(`<text class="dep${d.unresolved ? ' unres' : ''}" x="12" y="${HEAD + ROW * j + 12}">${esc(trunc(label, 52))}<title>${esc(label)}</title></text>`);
+        const y1 = y + HEAD + ROW * j + 8;
+        if (d.provider && L.provY.has(d.provider)) {
+          edge(fk, d, y1);
+        } else if (d.unresolved) {
+          edges.push(`<path class="edge unres" d="M${xF + FN_W},${y1} L${xU},${y1}"></path>`);
+          boxes.push(`<g class="unresolved node" data-k="f:${esc(fk)}" data-alias="${esc(d.alias)}" transform="translate(${xU},${y1 - 9})">` +
+            `<rect width="${UNRES_W}" height="18" rx="3"></rect>` +
+            `<text x="6" y="13">${esc(trunc(d.alias + ': ' + d.unresolved, 58))}</text>` +
+            `<title>${esc(fk + ' ' + d.alias + '=' + d.selector + ' is unresolved: ' + d.unresolved)}</title></g>`);
+        }
+      });
+      nodes.push('</g>');
+    }
+    for (let i = first(L.provPos, from, () => PROV_H); i < L.provPos.length && L.provPos[i].y <= to; i++) {
+      const { p, y } = L.provPos[i];
+      const pk = key(p);
+      // Edges from functions outside the drawn part end here too.
+      for (const c of consumersOf.get(pk) || []) {
+        const fk = key(c.fn);
+        const y1 = L.rowY.get(fk + '\0' + c.dep.alias);
+        if (!drawnFns.has(fk) && y1 !== undefined) edge(fk, c.dep, y1);
+      }
+      const total = (p.endpoints || []).length;
+      const cls = 'node prov' + (p.ready === 0 ? ' unready' : '') + (p.lease ? ' leased' : '') + (selected === 'p:' + pk ? ' selected' : '');
+      const lease = p.lease ? 'run-time, lease ' + leaseLeft(p.lease) : 'declared';
+      nodes.push(`<g class="${cls}" data-k="p:${esc(pk)}" transform="translate(${xP},${y})">` +
+        `<rect class="box" width="${PROV_W}" height="${PROV_H}" rx="4"></rect>` +
+        `<text class="title" x="8" y="15">${esc(trunc(p.name, 38))}</text>` +
+        `<text class="sub" x="8" y="30">${esc(trunc(p.namespace + ' · ' + p.type + ' ' + (p.version || '(no version)'), 44))}</text>` +
+        `<text class="sub" x="8" y="45">${p.ready}/${total} ready · ${esc(lease)}</text></g>`);
+    }
+    if (!L.fnPos.length && !L.provPos.length) {
+      nodes.push(`<text class="empty" x="20" y="40">${graph.functions.length || graph.providers.length ?
+        'Nothing matches the filters.' : 'No function is connected and no provider is registered yet.'}</text>`);
+    }
+    $('graph').innerHTML = edges.join('') + nodes.join('') + boxes.join('');
   }
 
   function leaseLeft(lease) {
@@ -310,5 +357,11 @@
     typing = setTimeout(() => graph && render(), 150);
   });
   window.addEventListener('resize', () => graph && render());
+  let scrolling = false;
+  $('canvas').addEventListener('scroll', () => {
+    if (scrolling) return;
+    scrolling = true;
+    requestAnimationFrame(() => { scrolling = false; draw(false); });
+  }, { passive: true });
   connect();
 })();
