@@ -2,7 +2,10 @@
 // keeps an in-memory index of providers fed by the store's watch, resolves
 // each connected consumer's dependencies, and streams versioned snapshots to
 // sidecars over the protocol in docs/protocol.md. It also serves the
-// provider REST API the CLI and sidecars use for run-time registrations.
+// provider REST API the CLI and sidecars use for run-time registrations,
+// explanations of resolutions (registry.Explain), and the dependency graph:
+// as JSON, as server-sent events, and as a page whose assets are embedded
+// (dashboard/), for admin callers only.
 //
 // The same Server runs in `ddi dev` (embedded bbolt store, trusting
 // loopback callers) and inside `ddi controller` on Kubernetes (custom
