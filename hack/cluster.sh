@@ -65,6 +65,13 @@ readonly REPO
 readonly HACK_CLUSTER=$REPO/hack/cluster
 DDI_CACHE=${DDI_CACHE:-$REPO/.cache}
 readonly KUBE_BINS=$DDI_CACHE/kube/$KUBE_VERSION
+# sudo's secure_path hides a Go installed in /usr/local/go, and kubectl may
+# be the one hack/kube-bins.sh linked or built into $KUBE_BINS: look there
+# too, so that `sudo hack/cluster.sh up` works as the README prints it.
+for d in /usr/local/go/bin "$KUBE_BINS"; do
+	[[ -d $d && ":$PATH:" != *":$d:"* ]] && PATH=$PATH:$d
+done
+export PATH
 readonly CCACHE=$DDI_CACHE/cluster
 readonly BIN=$CCACHE/bin
 readonly IMAGES=$CCACHE/images
@@ -143,7 +150,11 @@ ensure_packages() {
 	for p in "${want[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 	done
-	command -v kubectl >/dev/null || die "kubectl not found (needed to talk to the cluster)"
+	if ! command -v kubectl >/dev/null; then
+		log "kubectl not found: hack/kube-bins.sh links or builds one into $KUBE_BINS"
+		DDI_CACHE=$DDI_CACHE DDI_BUILD_P=$BUILD_P "$REPO/hack/kube-bins.sh" all >/dev/null
+		command -v kubectl >/dev/null || die "kubectl not found, and hack/kube-bins.sh put none in $KUBE_BINS"
+	fi
 	[[ ${#missing[@]} -eq 0 ]] && return 0
 	log "installing Debian packages: ${missing[*]}"
 	apt-get update -qq

@@ -32,6 +32,9 @@ readonly TOOLS_ETCD="$REPO/hack/tools/kube/etcd"
 DDI_CACHE=${DDI_CACHE:-$REPO/.cache}
 OUT=${DDI_KUBE_BINS:-$DDI_CACHE/kube/$KUBE_VERSION}
 BUILD_P=${DDI_BUILD_P:-2}
+# sudo's secure_path hides a Go installed in /usr/local/go.
+[[ -d /usr/local/go/bin && ":$PATH:" != *":/usr/local/go/bin:"* ]] && PATH=$PATH:/usr/local/go/bin
+export PATH
 
 readonly ENVTEST_SET=(etcd kube-apiserver kube-controller-manager)
 readonly ALL_SET=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
