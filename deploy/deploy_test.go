@@ -97,7 +97,7 @@ func TestKustomizeRendersAndApplies(t *testing.T) {
 			t.Errorf("%s %s is in namespace %q, want ddi-system", o.GetKind(), o.GetName(), o.GetNamespace())
 		}
 	}
-	for kind, n := range map[string]int{"Namespace": 1, "CustomResourceDefinition": 2, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
+	for kind, n := range map[string]int{"Namespace": 1, "CustomResourceDefinition": 4, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 2,
 		"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1, "NetworkPolicy": 1, "MutatingWebhookConfiguration": 1} {
 		if kinds[kind] != n {
 			t.Errorf("rendered %d %s, want %d", kinds[kind], kind, n)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -121,12 +122,64 @@ func applyRBAC(t *testing.T, cp *kubetest.ControlPlane) {
 	}
 }
 
+// aggregateRoles runs kube-controller-manager's ClusterRole aggregation
+// controller (envtest runs no controllers), which fills deploy/'s
+// aggregated ClusterRole ddi-servicebinding from the ClusterRoles labelled
+// servicebinding.io/controller: "true", and waits until the controller's
+// ServiceAccount may do probe.
+func aggregateRoles(t *testing.T, cp *kubetest.ControlPlane, probe access) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(kubetest.AssetsDir(), "kube-controller-manager"),
+		"--kubeconfig="+cp.Kubeconfig, "--leader-elect=false", "--secure-port=0",
+		"--controllers=clusterrole-aggregation-controller")
+	logPath := filepath.Join(t.TempDir(), "kube-controller-manager.log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start kube-controller-manager: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		_ = f.Close()
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if ok, _ := can(t, cp.Clientset, controllerSA, probe); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the aggregated ClusterRole ddi-servicebinding did not grant %s within 60s (kube-controller-manager log: %s)", probe, logPath)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // TestRBAC applies the RBAC that deploy/ renders to a real API server and
 // asks its authorizer what the controller's ServiceAccount, and a
 // function pod's, may and may not do.
 func TestRBAC(t *testing.T) {
 	cp := kubetest.RunControlPlane(t, kubetest.Options{NoController: true, SkipCRDs: true})
 	applyRBAC(t, cp)
+	// A service kind's own ClusterRole, as the Service Binding
+	// specification asks its providers to ship one: the aggregation adds
+	// it to ddi-servicebinding.
+	create(t, cp, []*unstructured.Unstructured{{Object: map[string]any{
+		"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+		"metadata": map[string]any{"name": "provisionedbackends-reader", "labels": map[string]any{"servicebinding.io/controller": "true"}},
+		"rules":    []any{map[string]any{"apiGroups": []any{"stable.example.com"}, "resources": []any{"provisionedbackends"}, "verbs": []any{"get", "list", "watch"}}},
+	}}})
+	aggregateRoles(t, cp, access{verb: "list", group: "stable.example.com", resource: "provisionedbackends"})
 
 	tests := []struct {
 		name  string
@@ -159,6 +212,16 @@ func TestRBAC(t *testing.T) {
 		{name: "reconciler reads a Knative Service", user: controllerSA, do: access{verb: "get", group: "serving.knative.dev", resource: "services", namespace: "fn"}, allow: true},
 		{name: "caBundle: watch webhook configurations", user: controllerSA, do: access{verb: "watch", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations"}, allow: true},
 		{name: "caBundle: update its own webhook configuration", user: controllerSA, do: access{verb: "update", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", name: "ddi-sidecar-injector"}, allow: true},
+		{name: "servicebinding: watch ServiceBindings", user: controllerSA, do: access{verb: "watch", group: "servicebinding.io", resource: "servicebindings"}, allow: true},
+		{name: "servicebinding: its finalizer", user: controllerSA, do: access{verb: "update", group: "servicebinding.io", resource: "servicebindings", namespace: "fn"}, allow: true},
+		{name: "servicebinding: write status", user: controllerSA, do: access{verb: "update", group: "servicebinding.io", resource: "servicebindings", subresource: "status", namespace: "fn"}, allow: true},
+		{name: "servicebinding: watch mappings", user: controllerSA, do: access{verb: "watch", group: "servicebinding.io", resource: "clusterworkloadresourcemappings"}, allow: true},
+		// Through the aggregated ClusterRole ddi-servicebinding.
+		{name: "servicebinding: watch Deployments", user: controllerSA, do: access{verb: "watch", group: "apps", resource: "deployments"}, allow: true},
+		{name: "servicebinding: project into a Deployment", user: controllerSA, do: access{verb: "update", group: "apps", resource: "deployments", namespace: "fn"}, allow: true},
+		{name: "servicebinding: project into a CronJob", user: controllerSA, do: access{verb: "update", group: "batch", resource: "cronjobs", namespace: "fn"}, allow: true},
+		{name: "servicebinding: project into a Knative Service", user: controllerSA, do: access{verb: "update", group: "serving.knative.dev", resource: "services", namespace: "fn"}, allow: true},
+		{name: "servicebinding: a kind's own aggregated ClusterRole", user: controllerSA, do: access{verb: "list", group: "stable.example.com", resource: "provisionedbackends"}, allow: true},
 		{name: "leader election: update the Lease", user: controllerSA, do: access{verb: "update", group: "coordination.k8s.io", resource: "leases", namespace: "ddi-system"}, allow: true},
 
 		// What it must not do.
@@ -177,8 +240,14 @@ func TestRBAC(t *testing.T) {
 		{name: "no pods deleted", user: controllerSA, do: access{verb: "delete", resource: "pods", namespace: "fn"}},
 		{name: "no exec into pods", user: controllerSA, do: access{verb: "create", resource: "pods", subresource: "exec", namespace: "fn"}},
 		{name: "no pods listed", user: controllerSA, do: access{verb: "list", resource: "pods"}},
-		{name: "no Deployments changed", user: controllerSA, do: access{verb: "update", group: "apps", resource: "deployments", namespace: "ddi-system"}},
-		{name: "no ReplicaSets changed", user: controllerSA, do: access{verb: "update", group: "apps", resource: "replicasets", namespace: "fn"}},
+		{name: "no Deployments created", user: controllerSA, do: access{verb: "create", group: "apps", resource: "deployments", namespace: "fn"}},
+		{name: "no Deployments deleted", user: controllerSA, do: access{verb: "delete", group: "apps", resource: "deployments", namespace: "fn"}},
+		{name: "no Deployments patched", user: controllerSA, do: access{verb: "patch", group: "apps", resource: "deployments", namespace: "fn"}},
+		{name: "no ReplicaSets deleted", user: controllerSA, do: access{verb: "delete", group: "apps", resource: "replicasets", namespace: "fn"}},
+		{name: "no ServiceBindings created", user: controllerSA, do: access{verb: "create", group: "servicebinding.io", resource: "servicebindings", namespace: "fn"}},
+		{name: "no ServiceBindings deleted", user: controllerSA, do: access{verb: "delete", group: "servicebinding.io", resource: "servicebindings", namespace: "fn"}},
+		{name: "no mappings changed", user: controllerSA, do: access{verb: "update", group: "servicebinding.io", resource: "clusterworkloadresourcemappings", name: "cronjobs.batch"}},
+		{name: "no workloads of an unlisted kind changed", user: controllerSA, do: access{verb: "update", group: "example.com", resource: "functions", namespace: "fn"}},
 		{name: "no other webhook configuration updated", user: controllerSA, do: access{verb: "update", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", name: "istio-sidecar-injector"}},
 		{name: "its own webhook configuration not deleted", user: controllerSA, do: access{verb: "delete", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", name: "ddi-sidecar-injector"}},
 		{name: "no webhook configurations created", user: controllerSA, do: access{verb: "create", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations"}},

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Generate the code and manifests derived from api/v1alpha1:
-#   api/v1alpha1/zz_generated.deepcopy.go   (controller-gen object)
-#   deploy/crd/ddi.dev_*.yaml               (controller-gen crd)
+# Generate the code and manifests derived from api/ (api/v1alpha1, ddi's
+# own resources; api/servicebinding/v1, the Service Binding resources):
+#   api/**/zz_generated.deepcopy.go         (controller-gen object)
+#   deploy/crd/*.yaml                       (controller-gen crd)
 #
 # controller-gen is built from the tools module hack/tools/gen (kept apart
 # from the main go.mod) into $DDI_CACHE/tools/controller-gen-<version>, and
@@ -45,17 +46,20 @@ if [[ ! -x "$CONTROLLER_GEN" ]]; then
 	mv "$CONTROLLER_GEN.tmp" "$CONTROLLER_GEN"
 fi
 
-out_api="$REPO/api/v1alpha1"
+apis=(v1alpha1 servicebinding/v1)
 out_crd="$REPO/deploy/crd"
 if [[ $check -eq 1 ]]; then
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
 	mkdir -p "$tmp/crd"
-	cp "$out_api/zz_generated.deepcopy.go" "$tmp/zz_generated.deepcopy.go"
+	for a in "${apis[@]}"; do
+		mkdir -p "$tmp/api/$a"
+		cp "$REPO/api/$a/zz_generated.deepcopy.go" "$tmp/api/$a/zz_generated.deepcopy.go"
+	done
 fi
 
 cd "$REPO"
-log "controller-gen object (api/v1alpha1)"
+log "controller-gen object (api/...)"
 "$CONTROLLER_GEN" object paths=./api/...
 log "controller-gen crd (deploy/crd)"
 crd_dir=$out_crd
@@ -64,10 +68,14 @@ crd_dir=$out_crd
 
 if [[ $check -eq 1 ]]; then
 	status=0
-	if ! diff -u "$tmp/zz_generated.deepcopy.go" "$out_api/zz_generated.deepcopy.go"; then
-		cp "$tmp/zz_generated.deepcopy.go" "$out_api/zz_generated.deepcopy.go"
-		status=1
-	fi
+	for a in "${apis[@]}"; do
+		# Generated in place: show the change, then restore the committed
+		# file.
+		if ! diff -u "$tmp/api/$a/zz_generated.deepcopy.go" "$REPO/api/$a/zz_generated.deepcopy.go"; then
+			cp "$tmp/api/$a/zz_generated.deepcopy.go" "$REPO/api/$a/zz_generated.deepcopy.go"
+			status=1
+		fi
+	done
 	if ! diff -ru "$out_crd" "$tmp/crd"; then
 		status=1
 	fi

@@ -13,15 +13,23 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	sbv1 "ddi.dev/ddi/api/servicebinding/v1"
 	"ddi.dev/ddi/api/v1alpha1"
 	"ddi.dev/ddi/internal/controlplane"
 	"ddi.dev/ddi/internal/podauth"
 	"ddi.dev/ddi/internal/registry"
 	"ddi.dev/ddi/internal/registry/kube"
+	"ddi.dev/ddi/internal/servicebinding"
 )
 
-// addAPIToScheme registers ddi's custom resources.
-func addAPIToScheme(s *runtime.Scheme) error { return v1alpha1.AddToScheme(s) }
+// addAPIToScheme registers ddi's custom resources and the Service Binding
+// resources.
+func addAPIToScheme(s *runtime.Scheme) error {
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		return err
+	}
+	return sbv1.AddToScheme(s)
+}
 
 // newKubeStore opens the registry store on Provider custom resources,
 // keeping inline Secrets in namespace (the controller's own). It reads the
@@ -80,7 +88,8 @@ func dependencySource(c client.Reader) podauth.DependencySource {
 	}
 }
 
-// setupReconcilers registers the Provider and DependencySet reconcilers.
+// setupReconcilers registers the Provider, DependencySet and
+// ServiceBinding reconcilers.
 func setupReconcilers(mgr manager.Manager, cp *controlplane.Server, log *slog.Logger) error {
 	if err := (&ProviderReconciler{
 		Client: mgr.GetClient(),
@@ -95,6 +104,13 @@ func setupReconcilers(mgr manager.Manager, cp *controlplane.Server, log *slog.Lo
 		Logger: log.With("component", "dependencyset-reconciler"),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("dependencyset reconciler: %w", err)
+	}
+	if err := (&servicebinding.Reconciler{
+		Client: mgr.GetClient(),
+		Events: mgr.GetEventRecorder("ddi-servicebinding"),
+		Logger: log.With("component", "servicebinding-reconciler"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("servicebinding reconciler: %w", err)
 	}
 	// Every replica ends its own streams when a DependencySet changes.
 	return mgr.Add(everyReplica(func(ctx context.Context) error {
