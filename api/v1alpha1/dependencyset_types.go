@@ -15,11 +15,13 @@ import (
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Namespaced,shortName=depset,categories=ddi
-// +kubebuilder:printcolumn:name="Dependencies",type=integer,JSONPath=`.status.dependencyCount`
-// +kubebuilder:printcolumn:name="Resolved",type=integer,JSONPath=`.status.resolvedCount`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Resolved",type=integer,JSONPath=`.status.resolvedCount`,description="Dependencies that resolved"
+// +kubebuilder:printcolumn:name="Dependencies",type=integer,JSONPath=`.status.dependencyCount`,description="Dependencies in spec"
+// +kubebuilder:printcolumn:name="Providers",type=string,JSONPath=`.status.providers`,description="alias=namespace/name of each dependency's provider, - when unresolved"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,description="Why the set is or is not ready"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1,description="The Ready condition's message: which rule rejected which candidates"
 type DependencySet struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -181,6 +183,14 @@ type DependencySetStatus struct {
 	//
 	// +optional
 	ResolvedCount int32 `json:"resolvedCount"`
+
+	// Providers sums up dependencies for kubectl get: "alias=namespace/name"
+	// per dependency in spec order, "alias=-" when it did not resolve,
+	// joined by ",".
+	//
+	// +optional
+	// +kubebuilder:validation:MaxLength=8192
+	Providers string `json:"providers,omitempty"`
 }
 
 // DependencyStatus is the resolution of one dependency.
@@ -211,7 +221,9 @@ type DependencyStatus struct {
 	// +kubebuilder:validation:MaxLength=64
 	Reason string `json:"reason,omitempty"`
 
-	// Message is a sentence a person can act on.
+	// Message is a sentence a person can act on: for an unresolved
+	// dependency, the explanation (which rule rejected which candidate
+	// providers).
 	//
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024

@@ -75,8 +75,10 @@ const (
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Endpoints",type=integer,JSONPath=`.status.readyEndpoints`,description="Ready endpoints"
+// +kubebuilder:printcolumn:name="Consumers",type=integer,JSONPath=`.status.consumers`,description="Dependencies of DependencySets bound to this provider"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,description="Why the provider is or is not ready"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1,description="The Ready condition's message"
 // +kubebuilder:printcolumn:name="URLs",type=string,JSONPath=`.status.endpoints[?(@.ready==true)].url`,priority=1,description="Ready endpoint URLs"
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS-1123 label: at most 63 lower-case letters, digits or '-', starting and ending with a letter or digit"
 type Provider struct {
@@ -365,6 +367,14 @@ type ProviderStatus struct {
 	//
 	// +optional
 	ReadyEndpoints int32 `json:"readyEndpoints"`
+
+	// Consumers counts the dependencies of DependencySets, in any
+	// namespace, whose status says they resolved to this provider.
+	// Sidecars that bind it by their pod's own annotation are not
+	// counted (the control plane's graph shows them).
+	//
+	// +optional
+	Consumers int32 `json:"consumers"`
 }
 
 // ProviderList is a list of Providers.

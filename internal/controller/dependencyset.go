@@ -2,10 +2,10 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -85,20 +85,47 @@ func (r *DependencySetReconciler) Reconcile(ctx context.Context, req reconcile.R
 	}
 	orig := ds.DeepCopy()
 	ds.Status = status
-	if err := r.Client.Status().Patch(ctx, &ds, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+	// An update, not a merge patch: a patch leaves out fields whose new
+	// value is zero (readyEndpoints 0, consumers 0), which kubectl get
+	// would then show as <none>. The resourceVersion makes it optimistic.
+	if err := r.Client.Status().Update(ctx, &ds); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			return reconcile.Result{Requeue: true}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("update status of dependency set %s: %w", req, err)
 	}
-	if r.Events != nil && (before == nil || before.Status != cond.Status || before.Reason != cond.Reason) {
-		typ := "Normal"
-		if cond.Status != metav1.ConditionTrue {
-			typ = "Warning"
-		}
-		r.Events.Eventf(&ds, nil, typ, cond.Reason, "Resolve", "%s", cond.Message)
-	}
+	r.recordTransitions(&ds, before, &cond, orig.Status.Dependencies)
 	return reconcile.Result{}, nil
+}
+
+// recordTransitions records Events for what changed in ds's status: the
+// Ready condition's status or reason (Normal when it became True, Warning
+// otherwise; an unresolved set's changed explanation too), and each
+// dependency that moved from one provider to another (Normal, Rebound).
+// Events are for people; the status is the record.
+func (r *DependencySetReconciler) recordTransitions(ds *v1alpha1.DependencySet, before, cond *metav1.Condition, old []v1alpha1.DependencyStatus) {
+	if r.Events == nil {
+		return
+	}
+	if before == nil || before.Status != cond.Status || before.Reason != cond.Reason ||
+		(cond.Status != metav1.ConditionTrue && before.Message != cond.Message) {
+		typ := corev1.EventTypeNormal
+		if cond.Status != metav1.ConditionTrue {
+			typ = corev1.EventTypeWarning
+		}
+		r.Events.Eventf(ds, nil, typ, cond.Reason, "Resolve", "%s", cond.Message)
+	}
+	was := make(map[string]v1alpha1.DependencyStatus, len(old))
+	for _, d := range old {
+		was[d.Alias] = d
+	}
+	for _, d := range ds.Status.Dependencies {
+		w := was[d.Alias]
+		if d.Provider != "" && w.Provider != "" && d.Provider != w.Provider {
+			r.Events.Eventf(ds, nil, corev1.EventTypeNormal, "Rebound", "Resolve",
+				"%s now resolves to %s %s (was %s %s)", d.Alias, d.Provider, d.Version, w.Provider, w.Version)
+		}
+	}
 }
 
 // dependencySetStatus computes the status of ds from the providers: per
@@ -120,24 +147,52 @@ func dependencySetStatus(ds *v1alpha1.DependencySet, providers []*registry.Provi
 	status.Dependencies = nil
 	status.DependencyCount = int32(len(ds.Spec.Dependencies))
 	status.ResolvedCount = 0
+	bound := make([]string, 0, len(ds.Spec.Dependencies))
+	var unresolved []string
 	for _, d := range ds.Spec.Dependencies {
 		st := v1alpha1.DependencyStatus{Alias: d.Alias}
 		sel, err := kube.DependencySelector(d)
 		if err != nil {
 			st.Reason, st.Message = "InvalidSelector", err.Error()
-			status.Dependencies = append(status.Dependencies, st)
-			continue
-		}
-		dep := registry.Dependency{Alias: d.Alias, Selector: sel}
-		p, err := registry.Resolve(consumer, dep, candidates(providers, sel, ds.Namespace))
-		if err != nil {
-			st.Reason, st.Message = resolveReason(err), err.Error()
 		} else {
-			st.Provider, st.Version = p.Key(), p.Version
-			status.ResolvedCount++
+			// Explain runs Resolve's own code and records every
+			// candidate: the winner, or why each was rejected.
+			ex := registry.Explain(consumer, registry.Dependency{Alias: d.Alias, Selector: sel}, candidates(providers, sel, ds.Namespace))
+			if ex.Chosen != "" {
+				st.Provider = ex.Chosen
+				for _, c := range ex.Candidates {
+					if c.Chosen {
+						st.Version = c.Version
+					}
+				}
+				status.ResolvedCount++
+			} else {
+				// Whoever reads the DependencySet sees only its own
+				// namespace's providers and those exported to it.
+				st.Reason = explainReason(&ex)
+				ex.Visible(ds.Namespace)
+				st.Message = explainText(&ex)
+				if consumer.Name == "" {
+					// No workload name follows from the selector: say
+					// "consumer in shop", not "consumer shop/".
+					st.Message = strings.ReplaceAll(st.Message, " consumer "+ds.Namespace+"/ ", " consumer in "+ds.Namespace+" ")
+				}
+			}
 		}
+		if st.Provider != "" {
+			bound = append(bound, d.Alias+"="+st.Provider)
+		} else {
+			bound = append(bound, d.Alias+"=-")
+			if st.Reason == "InvalidSelector" {
+				unresolved = append(unresolved, d.Alias+": "+st.Message)
+			} else {
+				unresolved = append(unresolved, st.Message) // starts with the alias
+			}
+		}
+		st.Message = truncate(st.Message, dependencyMessageMax)
 		status.Dependencies = append(status.Dependencies, st)
 	}
+	status.Providers = truncate(strings.Join(bound, ","), providersMax)
 	cond := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: ds.Generation, LastTransitionTime: now}
 	switch {
 	case selErr != nil:
@@ -147,11 +202,63 @@ func dependencySetStatus(ds *v1alpha1.DependencySet, providers []*registry.Provi
 		cond.Message = fmt.Sprintf("all %d dependencies resolved", status.DependencyCount)
 	default:
 		cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha1.ReasonUnresolved
-		cond.Message = fmt.Sprintf("%d of %d dependencies unresolved", status.DependencyCount-status.ResolvedCount, status.DependencyCount)
+		cond.Message = truncate(fmt.Sprintf("%d of %d dependencies unresolved. %s", status.DependencyCount-status.ResolvedCount, status.DependencyCount,
+			strings.Join(unresolved, " ")), conditionMessageMax)
 	}
 	status.ObservedGeneration = ds.Generation
 	meta.SetStatusCondition(&status.Conditions, cond)
 	return status
+}
+
+// Bounds of the texts in a DependencySet's status: the CRD's for a
+// dependency's message and the providers summary, and one that keeps the
+// Ready condition (and its Event, whose note the API server bounds at
+// 1 KiB) readable in kubectl describe.
+const (
+	dependencyMessageMax = 1024
+	providersMax         = 8192
+	conditionMessageMax  = 1024
+)
+
+// truncate shortens s to at most max bytes, on a rune boundary, ending it
+// with "..." when it cut.
+func truncate(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+// explainText is the explanation of an unresolved dependency in one
+// paragraph, as kubectl describe shows it: why it did not resolve, then
+// each candidate provider with the rule that rejected it, in resolution
+// order.
+func explainText(ex *registry.Explanation) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (%s): %s.", ex.Dependency, ex.Selector, strings.TrimSuffix(ex.Unresolved, "."))
+	if len(ex.Candidates) > 0 {
+		b.WriteString(" Candidates:")
+		for i, c := range ex.Candidates {
+			if i > 0 {
+				b.WriteByte(';')
+			}
+			switch {
+			case c.Admitted:
+				fmt.Fprintf(&b, " %s admitted (%s)", c.Provider, c.Detail)
+			default:
+				fmt.Fprintf(&b, " %s rejected by %s (%s)", c.Provider, c.Rule, c.Detail)
+			}
+		}
+		b.WriteByte('.')
+	}
+	if ex.Hidden > 0 {
+		fmt.Fprintf(&b, " %d candidate(s) of other namespaces not shown (not exported to %s).", ex.Hidden, ex.Consumer.Namespace)
+	}
+	return b.String()
 }
 
 // candidates are the providers a selector can match.
@@ -173,17 +280,18 @@ func candidates(all []*registry.Provider, sel registry.Selector, ns string) []*r
 	return out
 }
 
-// resolveReason maps a resolution failure to the status reason words.
-func resolveReason(err error) string {
-	var re *registry.ResolveError
-	if !errors.As(err, &re) {
-		return "NoMatch"
+// explainReason maps an unresolved explanation to the status reason
+// words: NotReady when a candidate passed every rule but readiness,
+// OutOfScope when one was refused by scope alone, NoMatch otherwise.
+func explainReason(ex *registry.Explanation) string {
+	reason := "NoMatch"
+	for _, c := range ex.Candidates {
+		switch c.Rule {
+		case registry.RuleReadiness:
+			return "NotReady"
+		case registry.RuleScope:
+			reason = "OutOfScope"
+		}
 	}
-	switch {
-	case strings.Contains(re.Reason, "scope"):
-		return "OutOfScope"
-	case strings.Contains(re.Reason, "ready endpoint"):
-		return "NotReady"
-	}
-	return "NoMatch"
+	return reason
 }

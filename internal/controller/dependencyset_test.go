@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -38,7 +39,7 @@ func TestDependencySetStatus(t *testing.T) {
 			deps:      []v1alpha1.Dependency{byType, byName},
 			providers: []*registry.Provider{pg, redis},
 			want: v1alpha1.DependencySetStatus{
-				ObservedGeneration: 3, DependencyCount: 2, ResolvedCount: 2,
+				ObservedGeneration: 3, DependencyCount: 2, ResolvedCount: 2, Providers: "db=shop/pg,cache=shop/redis",
 				Dependencies: []v1alpha1.DependencyStatus{
 					{Alias: "db", Provider: "shop/pg", Version: "15.2.0"},
 					{Alias: "cache", Provider: "shop/redis"},
@@ -53,14 +54,17 @@ func TestDependencySetStatus(t *testing.T) {
 			deps:      []v1alpha1.Dependency{{Alias: "db", Provider: &v1alpha1.ProviderReference{Name: "pg", Namespace: "billing"}}, byName, {Alias: "none"}},
 			providers: []*registry.Provider{elsewhere, redisDown},
 			want: v1alpha1.DependencySetStatus{
-				ObservedGeneration: 3, DependencyCount: 3, ResolvedCount: 0,
+				ObservedGeneration: 3, DependencyCount: 3, ResolvedCount: 0, Providers: "db=-,cache=-,none=-",
 				Dependencies: []v1alpha1.DependencyStatus{
 					{Alias: "db", Reason: "OutOfScope"},
 					{Alias: "cache", Reason: "NotReady"},
 					{Alias: "none", Reason: "InvalidSelector"},
 				},
 				Conditions: []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: 3,
-					LastTransitionTime: now, Reason: v1alpha1.ReasonUnresolved, Message: "3 of 3 dependencies unresolved"}},
+					LastTransitionTime: now, Reason: v1alpha1.ReasonUnresolved, Message: "3 of 3 dependencies unresolved. " +
+						"db (billing/pg): provider billing/pg does not admit consumer in shop (see its scope). 1 candidate(s) of other namespaces not shown (not exported to shop). " +
+						"cache (redis): provider shop/redis has no ready endpoint. Candidates: shop/redis rejected by readiness (no endpoint). " +
+						"none: set provider (a provider by name) or selector (a type, version range and labels)"}},
 			},
 		},
 		{
@@ -69,13 +73,13 @@ func TestDependencySetStatus(t *testing.T) {
 			deps:      []v1alpha1.Dependency{byType, byName},
 			providers: []*registry.Provider{redis},
 			want: v1alpha1.DependencySetStatus{
-				ObservedGeneration: 3, DependencyCount: 2, ResolvedCount: 1,
+				ObservedGeneration: 3, DependencyCount: 2, ResolvedCount: 1, Providers: "db=-,cache=shop/redis",
 				Dependencies: []v1alpha1.DependencyStatus{
 					{Alias: "db", Reason: "NoMatch"},
 					{Alias: "cache", Provider: "shop/redis"},
 				},
 				Conditions: []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: 3,
-					LastTransitionTime: now, Reason: v1alpha1.ReasonUnresolved, Message: "1 of 2 dependencies unresolved"}},
+					LastTransitionTime: now, Reason: v1alpha1.ReasonUnresolved, Message: "1 of 2 dependencies unresolved. db (postgresql@*): no provider has type postgresql."}},
 			},
 		},
 		{
@@ -86,7 +90,7 @@ func TestDependencySetStatus(t *testing.T) {
 			deps:      []v1alpha1.Dependency{byName},
 			providers: []*registry.Provider{redis},
 			want: v1alpha1.DependencySetStatus{
-				ObservedGeneration: 3, DependencyCount: 1, ResolvedCount: 1,
+				ObservedGeneration: 3, DependencyCount: 1, ResolvedCount: 1, Providers: "cache=shop/redis",
 				Dependencies: []v1alpha1.DependencyStatus{{Alias: "cache", Provider: "shop/redis"}},
 				Conditions: []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: 3,
 					LastTransitionTime: now, Reason: "InvalidSelector", Message: `spec.selector: "Bogus" is not a valid label selector operator`}},
@@ -107,7 +111,7 @@ func TestDependencySetStatus(t *testing.T) {
 			},
 			providers: []*registry.Provider{redis},
 			want: v1alpha1.DependencySetStatus{
-				ObservedGeneration: 3, DependencyCount: 1, ResolvedCount: 1,
+				ObservedGeneration: 3, DependencyCount: 1, ResolvedCount: 1, Providers: "cache=shop/redis",
 				Dependencies: []v1alpha1.DependencyStatus{{Alias: "cache", Provider: "shop/redis"}},
 				Conditions: []metav1.Condition{
 					{Type: "Other", Status: metav1.ConditionTrue, LastTransitionTime: earlier, Reason: "Because"},
@@ -140,5 +144,63 @@ func TestDependencySetStatus(t *testing.T) {
 				t.Errorf("dependencySetStatus() changed its input's status (-before +after):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestDependencySetExplanation checks the explanation an unresolved
+// dependency carries in its status and the Ready condition: every visible
+// candidate with the rule that rejected it, in resolution order, and only
+// a count of the candidates of namespaces that do not export to the set's.
+func TestDependencySetExplanation(t *testing.T) {
+	ep := func(ready bool) []registry.Endpoint {
+		return []registry.Endpoint{{URL: "http://10.0.0.7:8080", Ready: ready}}
+	}
+	providers := []*registry.Provider{
+		{Namespace: "shop", Name: "pg-old", Type: "postgresql", Version: "14.1.0", Endpoints: ep(true)},
+		{Namespace: "shop", Name: "pg", Type: "postgresql", Version: "15.2.0", Labels: map[string]string{"region": "us"}, Endpoints: ep(false)},
+		{Namespace: "shop", Name: "pg-eu", Type: "postgresql", Version: "15.4.0", Labels: map[string]string{"region": "eu"}, Endpoints: ep(true)},
+		// Exported to nobody: hidden from the set's readers.
+		{Namespace: "billing", Name: "secret-pg", Type: "postgresql", Version: "15.9.0", Endpoints: ep(true)},
+	}
+	ds := &v1alpha1.DependencySet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", Generation: 1},
+		Spec: v1alpha1.DependencySetSpec{
+			Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "web"}},
+			Dependencies: []v1alpha1.Dependency{{Alias: "db", Selector: &v1alpha1.ProviderSelector{
+				Type: "postgresql", Namespace: "*", Version: "^15", Labels: map[string]v1alpha1.LabelValue{"region": "us"}}}},
+		},
+	}
+	got := dependencySetStatus(ds, providers, metav1.Now())
+	want := "db (*/postgresql@^15,region=us): 1 matching provider(s) in scope, none with a ready endpoint. Candidates: " +
+		"shop/pg-old rejected by version (version 14.1.0 is outside ^15); " +
+		"shop/pg-eu rejected by labels (lacks label region=us (has region=eu)); " +
+		"shop/pg rejected by readiness (0 of 1 endpoints ready). " +
+		"1 candidate(s) of other namespaces not shown (not exported to shop)."
+	if d := got.Dependencies[0]; d.Reason != "NotReady" || d.Message != want {
+		t.Errorf("status.dependencies[0] = %s: %q\nwant NotReady: %q", d.Reason, d.Message, want)
+	}
+	cond := got.Conditions[0]
+	if wantCond := "1 of 1 dependencies unresolved. " + want; cond.Message != wantCond {
+		t.Errorf("Ready message = %q\nwant %q", cond.Message, wantCond)
+	}
+	if strings.Contains(cond.Message, "secret-pg") {
+		t.Errorf("Ready message names a provider of a namespace that does not export to shop: %q", cond.Message)
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{in: "short", max: 10, want: "short"},
+		{in: "exactly10!", max: 10, want: "exactly10!"},
+		{in: "a longer text", max: 10, want: "a longe..."},
+		{in: "ééééé", max: 8, want: "éé..."}, // never cuts a rune
+	} {
+		if got := truncate(tt.in, tt.max); got != tt.want || len(got) > tt.max {
+			t.Errorf("truncate(%q, %d) = %q, want %q", tt.in, tt.max, got, tt.want)
+		}
 	}
 }

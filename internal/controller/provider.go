@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -16,10 +17,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -40,10 +44,11 @@ const knativeResync = 30 * time.Second
 // ProviderReconciler keeps Provider status true: for a Provider with a
 // serviceRef, the endpoints come from the Service's EndpointSlices (one per
 // ready address, so sidecars balance across pods) or from a Knative
-// Service's status.address.url; for one with spec.endpoints, status counts
+// Service's status.address.url; for one with spec.endpoints, status copies
 // them. The Ready condition says whether any endpoint is ready and why
-// not; observedGeneration says which spec it describes; an Event marks
-// each change of Ready.
+// not; observedGeneration says which spec it describes; consumers counts
+// the DependencySet dependencies bound to it; an Event marks each change
+// of Ready.
 type ProviderReconciler struct {
 	Client client.Client
 	Events webhook.EventRecorder
@@ -86,7 +91,55 @@ func (r *ProviderReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return byService(ctx, o.GetNamespace(), o.GetName())
 		})).
+		// A DependencySet whose status binds or unbinds a provider
+		// changes that provider's consumer count: enqueue the providers
+		// its old and new status name.
+		Watches(&v1alpha1.DependencySet{}, handler.Funcs{
+			CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				enqueueBound(q, e.Object)
+			},
+			UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				enqueueBound(q, e.ObjectOld)
+				enqueueBound(q, e.ObjectNew)
+			},
+			DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				enqueueBound(q, e.Object)
+			},
+		}).
 		Complete(r)
+}
+
+// enqueueBound adds to q the providers o's status says its dependencies
+// resolved to.
+func enqueueBound(q workqueue.TypedRateLimitingInterface[reconcile.Request], o client.Object) {
+	ds, ok := o.(*v1alpha1.DependencySet)
+	if !ok {
+		return
+	}
+	for _, d := range ds.Status.Dependencies {
+		if ns, name, ok := strings.Cut(d.Provider, "/"); ok {
+			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}})
+		}
+	}
+}
+
+// consumers counts the dependencies of DependencySets whose status says
+// they resolved to the provider ns/name.
+func (r *ProviderReconciler) consumers(ctx context.Context, ns, name string) (int32, error) {
+	var list v1alpha1.DependencySetList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return 0, fmt.Errorf("list dependency sets: %w", err)
+	}
+	key := ns + "/" + name
+	n := int32(0)
+	for i := range list.Items {
+		for _, d := range list.Items[i].Status.Dependencies {
+			if d.Provider == key {
+				n++
+			}
+		}
+	}
+	return n, nil
 }
 
 func isCoreService(ref *v1alpha1.ServiceReference) bool {
@@ -147,21 +200,24 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha1.ReasonNoReadyEndpoints
 		cond.Message = fmt.Sprintf("none of %d endpoints is ready", len(eps))
 	}
-	if p.Spec.ServiceRef != nil {
-		status.Endpoints = eps
-	} else {
-		status.Endpoints = nil
-	}
+	// Always the resolved list, so that kubectl get -o wide shows the
+	// ready URLs of every provider.
+	status.Endpoints = eps
 	status.ReadyEndpoints = ready
+	if status.Consumers, err = r.consumers(ctx, p.Namespace, p.Name); err != nil {
+		return reconcile.Result{}, err
+	}
 	status.ObservedGeneration = p.Generation
 	before := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady)
 	meta.SetStatusCondition(&status.Conditions, cond)
 	if equality.Semantic.DeepEqual(status, &p.Status) {
 		return reconcile.Result{RequeueAfter: requeue}, nil
 	}
-	orig := p.DeepCopy()
 	p.Status = *status
-	if err := r.Client.Status().Patch(ctx, &p, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+	// An update, not a merge patch: a patch leaves out fields whose new
+	// value is zero (readyEndpoints 0, consumers 0), which kubectl get
+	// would then show as <none>. The resourceVersion makes it optimistic.
+	if err := r.Client.Status().Update(ctx, &p); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			return reconcile.Result{Requeue: true}, nil
 		}
