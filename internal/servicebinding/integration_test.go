@@ -495,17 +495,17 @@ func TestServiceBinding(t *testing.T) {
 			Spec: sbv1.ClusterWorkloadResourceMappingSpec{Versions: []sbv1.ClusterWorkloadResourceMappingTemplate{{
 				Version:     "v1",
 				Annotations: ".spec.run.annotations",
-				Volumes:     ".spec.run.volumes",
+				Volumes:     ".spec.run.volumes[*]",
 				Containers:  []sbv1.ClusterWorkloadResourceMappingContainer{{Path: `.spec.run.containers[?(@.name=="fn")]`, Name: ".name"}},
 			}}}}
 		sb := byName(ns, "db", "creds", "hello")
 		sb.Spec.Workload.APIVersion, sb.Spec.Workload.Kind = "example.com/v1", "Function"
 		create(t, cp, secret(ns, "creds", map[string]string{"type": "db"}), fn, cwrm, sb)
 		got := ready(t, cp, sb, metav1.ConditionFalse, sbv1.ReasonInvalidMapping)
-		if m := message(got); !strings.Contains(m, "ClusterWorkloadResourceMapping functions.example.com spec.versions[0].containers[0].path") {
+		if m := message(got); !strings.Contains(m, "ClusterWorkloadResourceMapping functions.example.com spec.versions[0].volumes: invalid Fixed JSONPath") {
 			t.Errorf("Ready message %q does not name the bad field", m)
 		}
-		event(t, cp, sb, sbv1.ReasonInvalidMapping, "containers[0].path")
+		event(t, cp, sb, sbv1.ReasonInvalidMapping, "spec.versions[0].volumes")
 		before := fn.DeepCopy()
 		if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(fn), fn); err != nil {
 			t.Fatal(err)
@@ -517,7 +517,7 @@ func TestServiceBinding(t *testing.T) {
 		if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(cwrm), cwrm); err != nil {
 			t.Fatal(err)
 		}
-		cwrm.Spec.Versions[0].Containers[0].Path = ".spec.run.containers[*]"
+		cwrm.Spec.Versions[0].Volumes = ".spec.run.volumes"
 		if err := cp.Client.Update(ctx, cwrm); err != nil {
 			t.Fatal(err)
 		}
@@ -582,12 +582,42 @@ func TestServiceBinding(t *testing.T) {
 		if got.Status.Binding != nil {
 			t.Errorf("status.binding = %+v before the Secret exists, want none", got.Status.Binding)
 		}
+		if c := meta.FindStatusCondition(got.Status.Conditions, sbv1.ConditionServiceAvailable); c == nil || c.Status != metav1.ConditionFalse || c.Reason != sbv1.ReasonSecretNotFound {
+			t.Errorf("ServiceAvailable = %+v, want False SecretNotFound", c)
+		}
 		event(t, cp, sb, sbv1.ReasonSecretNotFound, "later")
 		unchanged(t, cp, d)
 
 		create(t, cp, secret(ns, "later", map[string]string{"type": "db"}))
-		ready(t, cp, sb, metav1.ConditionTrue, sbv1.ReasonProjected)
+		got = ready(t, cp, sb, metav1.ConditionTrue, sbv1.ReasonProjected)
+		if c := meta.FindStatusCondition(got.Status.Conditions, sbv1.ConditionServiceAvailable); c == nil || c.Status != metav1.ConditionTrue {
+			t.Errorf("ServiceAvailable = %+v, want True", c)
+		}
 		projectedAt(t, cp, ns, "web", "/bindings/db", "later")
+	})
+
+	t.Run("a service kind the API server does not serve", func(t *testing.T) {
+		const ns = "unserved"
+		cp.Namespace(t, ns, nil)
+		d := deployment(ns, "web", nil)
+		sb := byName(ns, "db", "", "web")
+		sb.Spec.Service = sbv1.ServiceBindingServiceReference{APIVersion: "nowhere.example.com/v1", Kind: "Database", Name: "pg"}
+		create(t, cp, d, sb)
+		got := ready(t, cp, sb, metav1.ConditionFalse, sbv1.ReasonServiceNotFound)
+		if m := message(got); !strings.Contains(m, "spec.service") || !strings.Contains(m, "Database") {
+			t.Errorf("Ready message %q does not name spec.service and the kind", m)
+		}
+		event(t, cp, sb, sbv1.ReasonServiceNotFound, "Database")
+		unchanged(t, cp, d)
+	})
+
+	t.Run("the API server rejects a binding name that is not a path segment", func(t *testing.T) {
+		sb := byName("default", "dots", "creds", "web")
+		sb.Spec.Name = ".."
+		err := cp.Client.Create(ctx, sb)
+		if err == nil || !strings.Contains(err.Error(), "spec.name must match") {
+			t.Errorf("create with spec.name ..: %v, want the spec.name rule", err)
+		}
 	})
 
 	t.Run("the API server rejects a workload with both name and selector", func(t *testing.T) {

@@ -6,8 +6,10 @@ import (
 	"strings"
 )
 
-// jsonPath is a parsed Restricted JSONPath (the specification's subset):
-// child operators, .name or ['name'], and the wildcard [*] where allowed.
+// jsonPath is a parsed Fixed JSONPath (the specification's subset): child
+// operators only, .name or ['name']. parsePath also accepts the wildcard
+// [*] where asked to; container paths use the full JSONPath syntax
+// (compileJSONPath).
 type jsonPath []segment
 
 // segment is one step of a jsonPath: a field, or every element of an
@@ -53,7 +55,7 @@ func parsePath(s string, wildcard bool) (jsonPath, error) {
 			i = j
 		case strings.HasPrefix(s[i:], "[*]"):
 			if !wildcard {
-				return nil, fmt.Errorf("%q: [*] is allowed only in a container path", s)
+				return nil, fmt.Errorf("%q: [*] is not allowed in a Fixed JSONPath", s)
 			}
 			p = append(p, segment{all: true})
 			i += 3
@@ -65,7 +67,7 @@ func parsePath(s string, wildcard bool) (jsonPath, error) {
 			p = append(p, segment{field: s[i+2 : i+2+end]})
 			i += 2 + end + 2
 		default:
-			return nil, fmt.Errorf("%q: unexpected %q at offset %d: a Restricted JSONPath has only .field, ['field'] and [*] (filters, slices, indexes and recursive descent are not allowed)", s, s[i], i)
+			return nil, fmt.Errorf("%q: unexpected %q at offset %d: a Fixed JSONPath has only .field and ['field'] (no wildcards, filters, indexes or recursive descent)", s, s[i], i)
 		}
 	}
 	return p, nil
@@ -82,40 +84,4 @@ func (p jsonPath) fields() []string {
 		out[i] = s.field
 	}
 	return out
-}
-
-// objects returns the maps that p selects in obj, in document order: a
-// missing field selects nothing; a value of the wrong type is an error.
-func (p jsonPath) objects(obj map[string]any) ([]map[string]any, error) {
-	cur := []any{obj}
-	for _, s := range p {
-		var next []any
-		for _, v := range cur {
-			if s.all {
-				arr, ok := v.([]any)
-				if !ok {
-					return nil, fmt.Errorf("%s: [*] applied to a %T, not an array", p, v)
-				}
-				next = append(next, arr...)
-				continue
-			}
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil, fmt.Errorf("%s: field %q looked up in a %T, not an object", p, s.field, v)
-			}
-			if c, ok := m[s.field]; ok && c != nil {
-				next = append(next, c)
-			}
-		}
-		cur = next
-	}
-	out := make([]map[string]any, 0, len(cur))
-	for _, v := range cur {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("%s selects a %T, not an object", p, v)
-		}
-		out = append(out, m)
-	}
-	return out, nil
 }

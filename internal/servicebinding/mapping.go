@@ -2,6 +2,9 @@ package servicebinding
 
 import (
 	"fmt"
+	"reflect"
+
+	"k8s.io/client-go/util/jsonpath"
 
 	sbv1 "ddi.dev/ddi/api/servicebinding/v1"
 )
@@ -11,16 +14,58 @@ import (
 // workload's version, or the PodSpec-able default.
 type mapping struct {
 	// source names the mapping in messages.
-	source      string
+	source string
+	// template is what the mapping was compiled from (empty for the
+	// default), recorded with a projection so that it is removed through
+	// the same mapping.
+	template    sbv1.ClusterWorkloadResourceMappingTemplate
 	annotations jsonPath
 	volumes     jsonPath
 	containers  []containerPath
 }
 
-// containerPath locates containers and, relative to each, its name, env
-// and volume mounts. name is nil when the mapping gives no name path.
+// containerPath locates containers (a JSONPath) and, relative to each
+// (Fixed JSONPaths), its name, env and volume mounts. name is nil when the
+// mapping gives no name path.
 type containerPath struct {
-	path, name, env, mounts jsonPath
+	path              *jsonpath.JSONPath
+	raw               string
+	name, env, mounts jsonPath
+}
+
+// objects returns the containers cp.path selects in obj: the maps inside
+// obj itself, so that changing them changes obj.
+func (cp containerPath) objects(obj map[string]any) ([]map[string]any, error) {
+	results, err := cp.path.FindResults(obj)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cp.raw, err)
+	}
+	var out []map[string]any
+	for _, rs := range results {
+		for _, v := range rs {
+			for v.Kind() == reflect.Interface {
+				v = v.Elem()
+			}
+			m, ok := v.Interface().(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("%s selects a %s, not an object", cp.raw, v.Kind())
+			}
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// compileJSONPath parses a JSONPath (the full syntax: filters, wildcards).
+func compileJSONPath(s string) (*jsonpath.JSONPath, error) {
+	if s == "" {
+		return nil, fmt.Errorf("empty path")
+	}
+	jp := jsonpath.New("path").AllowMissingKeys(true)
+	if err := jp.Parse("{" + s + "}"); err != nil {
+		return nil, fmt.Errorf("%q: %w", s, err)
+	}
+	return jp, nil
 }
 
 // The specification's defaults.
@@ -65,14 +110,14 @@ func mappingFor(cwrm *sbv1.ClusterWorkloadResourceMapping, version string) (mapp
 // compileMapping parses a mapping template, applying the defaults. field
 // prefixes the error's field names.
 func compileMapping(source string, t sbv1.ClusterWorkloadResourceMappingTemplate, field string) (mapping, error) {
-	m := mapping{source: source}
+	m := mapping{source: source, template: t}
 	fixed := func(name, s, def string) (jsonPath, error) {
 		if s == "" {
 			s = def
 		}
 		p, err := parsePath(s, false)
 		if err != nil {
-			return nil, fmt.Errorf("%s.%s: invalid Restricted JSONPath %w", field, name, err)
+			return nil, fmt.Errorf("%s.%s: invalid Fixed JSONPath %w", field, name, err)
 		}
 		return p, nil
 	}
@@ -90,8 +135,9 @@ func compileMapping(source string, t sbv1.ClusterWorkloadResourceMappingTemplate
 	for i, c := range cs {
 		cf := fmt.Sprintf("containers[%d]", i)
 		var cp containerPath
-		if cp.path, err = parsePath(c.Path, true); err != nil {
-			return mapping{}, fmt.Errorf("%s.%s.path: invalid Restricted JSONPath %w", field, cf, err)
+		cp.raw = c.Path
+		if cp.path, err = compileJSONPath(c.Path); err != nil {
+			return mapping{}, fmt.Errorf("%s.%s.path: invalid JSONPath %w", field, cf, err)
 		}
 		if c.Name != "" {
 			if cp.name, err = fixed(cf+".name", c.Name, ""); err != nil {

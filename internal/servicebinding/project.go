@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	sbv1 "ddi.dev/ddi/api/servicebinding/v1"
@@ -47,6 +48,8 @@ type binding struct {
 type record struct {
 	// Containers maps a container's id to what was added to it.
 	Containers map[string]containerRecord `json:"containers"`
+	// Mapping is the mapping the projection used (nil: the default).
+	Mapping *sbv1.ClusterWorkloadResourceMappingTemplate `json:"mapping,omitempty"`
 }
 
 type containerRecord struct {
@@ -70,7 +73,7 @@ type container struct {
 func (m mapping) containersOf(obj map[string]any) ([]container, error) {
 	var out []container
 	for i, cp := range m.containers {
-		objs, err := cp.path.objects(obj)
+		objs, err := cp.objects(obj)
 		if err != nil {
 			return nil, fmt.Errorf("%s containers[%d].path: %w", m.source, i, err)
 		}
@@ -106,7 +109,9 @@ func project(obj *unstructured.Unstructured, m mapping, b binding) error {
 	vol := volumeName(b.uid)
 	for _, c := range cs {
 		prev := old.Containers[c.id]
-		if len(b.containers) > 0 && (c.cp.name == nil || !slices.Contains(b.containers, c.id)) {
+		// A container the mapping cannot name is bound whatever the
+		// filter says (Workload Resource Mapping, Runtime Behavior).
+		if len(b.containers) > 0 && c.cp.name != nil && !slices.Contains(b.containers, c.id) {
 			if err := removeFromContainer(c, vol, prev); err != nil {
 				return err
 			}
@@ -163,7 +168,30 @@ func project(obj *unstructured.Unstructured, m mapping, b binding) error {
 	if err := setOverrides(obj, m, b); err != nil {
 		return err
 	}
+	if !equality.Semantic.DeepEqual(m.template, sbv1.ClusterWorkloadResourceMappingTemplate{}) {
+		t := m.template
+		rec.Mapping = &t
+	}
 	return writeRecord(obj, b.uid, rec)
+}
+
+// recordedMapping returns the mapping the binding with uid used for obj,
+// and false when obj carries no projection of it or the recorded mapping
+// does not compile.
+func recordedMapping(obj *unstructured.Unstructured, uid string) (mapping, bool) {
+	v, ok := obj.GetAnnotations()[recordPrefix+uid]
+	if !ok {
+		return mapping{}, false
+	}
+	var r record
+	if json.Unmarshal([]byte(v), &r) != nil {
+		return mapping{}, false
+	}
+	if r.Mapping == nil {
+		return podSpecable(), true
+	}
+	m, err := compileMapping("the mapping recorded on "+obj.GetName(), *r.Mapping, "recorded mapping")
+	return m, err == nil
 }
 
 // unproject removes everything the binding with uid projected into obj.

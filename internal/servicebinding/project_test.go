@@ -1,6 +1,7 @@
 package servicebinding
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -54,7 +55,7 @@ func TestMappingForNamesTheField(t *testing.T) {
 			{Version: "*", Annotations: ".spec.jobTemplate.spec.template.metadata.annotations"},
 		}}}
 	_, err := mappingFor(cwrm, "v1")
-	if want := "ClusterWorkloadResourceMapping cronjobs.batch spec.versions[0].containers[0].env: invalid Restricted JSONPath"; err == nil || !strings.HasPrefix(err.Error(), want) {
+	if want := "ClusterWorkloadResourceMapping cronjobs.batch spec.versions[0].containers[0].env: invalid Fixed JSONPath"; err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("mappingFor(v1) error = %v, want one starting %q", err, want)
 	}
 	m, err := mappingFor(cwrm, "v2")
@@ -67,6 +68,79 @@ func TestMappingForNamesTheField(t *testing.T) {
 	cwrm.Spec.Versions = cwrm.Spec.Versions[:1]
 	if _, err := mappingFor(cwrm, "v2"); err == nil || !strings.Contains(err.Error(), `no spec.versions entry for version "v2"`) {
 		t.Errorf("mappingFor(v2) without \"*\" error = %v", err)
+	}
+}
+
+// TestContainerPathFilter checks that a container path may use the full
+// JSONPath syntax (only annotations, volumes, name, env and volumeMounts
+// are Fixed JSONPaths), and that a broken one is refused.
+func TestContainerPathFilter(t *testing.T) {
+	m, err := compileMapping("test", sbv1.ClusterWorkloadResourceMappingTemplate{Containers: []sbv1.ClusterWorkloadResourceMappingContainer{
+		{Path: `.spec.template.spec.containers[?(@.name=="side")]`, Name: ".name"},
+	}}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := toUnstructured(t, deployment())
+	if err := project(u, m, binding{uid: "u1", name: "db", secret: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	cs := fromUnstructured(t, u).Spec.Template.Spec.Containers
+	if len(cs[0].VolumeMounts) != 0 || len(cs[1].VolumeMounts) != 2 {
+		t.Errorf("mounts app %v, side %v; want only side bound", cs[0].VolumeMounts, cs[1].VolumeMounts)
+	}
+	_, err = compileMapping("test", sbv1.ClusterWorkloadResourceMappingTemplate{Containers: []sbv1.ClusterWorkloadResourceMappingContainer{
+		{Path: ".spec.template.spec.containers[*"},
+	}}, "m")
+	if err == nil || !strings.HasPrefix(err.Error(), "m.containers[0].path: invalid JSONPath") {
+		t.Errorf("compile a broken container path: %v, want an error naming m.containers[0].path", err)
+	}
+}
+
+// TestUnnamedContainersAreBound checks the Runtime Behavior rule: with a
+// containers filter, a container the mapping cannot name is still bound.
+func TestUnnamedContainersAreBound(t *testing.T) {
+	m, err := compileMapping("test", sbv1.ClusterWorkloadResourceMappingTemplate{Containers: []sbv1.ClusterWorkloadResourceMappingContainer{
+		{Path: ".spec.template.spec.containers[*]"},
+	}}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := toUnstructured(t, deployment())
+	if err := project(u, m, binding{uid: "u1", name: "db", secret: "s", containers: []string{"nothing-by-this-name"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range fromUnstructured(t, u).Spec.Template.Spec.Containers {
+		if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "servicebinding-u1" }) {
+			t.Errorf("container %s not bound; want every unnamed container bound", c.Name)
+		}
+	}
+}
+
+// TestRemapping projects through one mapping, then another: the first
+// projection is removed through the mapping it was made with.
+func TestRemapping(t *testing.T) {
+	orig := toUnstructured(t, deployment())
+	u := orig.DeepCopy()
+	b := binding{uid: "u1", name: "db", secret: "s"}
+	appOnly, err := compileMapping("app only", sbv1.ClusterWorkloadResourceMappingTemplate{Version: "*", Containers: []sbv1.ClusterWorkloadResourceMappingContainer{
+		{Path: `.spec.template.spec.containers[?(@.name=="app")]`, Name: ".name"},
+	}}, "app only")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := project(u, appOnly, b); err != nil {
+		t.Fatal(err)
+	}
+	old, ok := recordedMapping(u, "u1")
+	if !ok || old.source == "" || old.template.Version != "*" {
+		t.Fatalf("recordedMapping = %+v, %t; want the app-only mapping", old.template, ok)
+	}
+	if err := unproject(u, old, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(orig.Object, u.Object); diff != "" {
+		t.Errorf("removal through the recorded mapping left a difference (-original +removed):\n%s", diff)
 	}
 }
 

@@ -175,19 +175,32 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	return res, err
 }
 
-// report records the outcome of bind in sb's status.
+// report records the outcome of bind in sb's status: Ready, and
+// ServiceAvailable (whether the service's binding Secret was found). A
+// conflict writing a workload is retried, not reported.
 func (r *Reconciler) report(ctx context.Context, sb *sbv1.ServiceBinding, n, secret string, err error) (reconcile.Result, error) {
+	if apierrors.IsConflict(err) {
+		return reconcile.Result{}, err
+	}
+	avail := metav1.Condition{Type: sbv1.ConditionServiceAvailable, Status: metav1.ConditionTrue, Reason: sbv1.ReasonServiceAvailable, Message: "Secret " + secret}
 	var f *failure
+	isFailure := errors.As(err, &f)
+	if secret == "" {
+		avail.Status, avail.Reason, avail.Message = metav1.ConditionUnknown, sbv1.ReasonProjectionFailed, "the service was not resolved"
+		if isFailure {
+			avail.Status, avail.Reason, avail.Message = metav1.ConditionFalse, f.reason, f.message
+		}
+	}
 	switch {
-	case errors.As(err, &f):
-		return reconcile.Result{RequeueAfter: f.retry}, r.setStatus(ctx, sb, "", metav1.ConditionFalse, f.reason, f.message)
+	case isFailure:
+		return reconcile.Result{RequeueAfter: f.retry}, r.setStatus(ctx, sb, "", avail, metav1.ConditionFalse, f.reason, f.message)
 	case err != nil:
-		if serr := r.setStatus(ctx, sb, "", metav1.ConditionFalse, sbv1.ReasonProjectionFailed, err.Error()); serr != nil {
+		if serr := r.setStatus(ctx, sb, "", avail, metav1.ConditionFalse, sbv1.ReasonProjectionFailed, err.Error()); serr != nil {
 			r.Logger.Warn("update ServiceBinding status", "namespace", sb.Namespace, "name", sb.Name, "err", serr)
 		}
 		return reconcile.Result{}, err
 	}
-	return reconcile.Result{}, r.setStatus(ctx, sb, secret, metav1.ConditionTrue, sbv1.ReasonProjected, n)
+	return reconcile.Result{}, r.setStatus(ctx, sb, secret, avail, metav1.ConditionTrue, sbv1.ReasonProjected, n)
 }
 
 // bind resolves sb and projects it into every workload it selects, and
@@ -204,14 +217,14 @@ func (r *Reconciler) bind(ctx context.Context, sb *sbv1.ServiceBinding) (string,
 	}
 	m, err := r.mappingOf(ctx, wgvk)
 	if err != nil {
-		return "", "", err
+		return "", secret, err
 	}
 	if err := r.ensureWatch(wgvk); err != nil {
-		return "", "", err
+		return "", secret, err
 	}
 	selected, err := r.selected(ctx, sb, wgvk)
 	if err != nil {
-		return "", "", err
+		return "", secret, err
 	}
 	b := binding{
 		uid: string(sb.UID), name: sb.Spec.Name, secret: secret,
@@ -228,8 +241,15 @@ func (r *Reconciler) bind(ctx context.Context, sb *sbv1.ServiceBinding) (string,
 	for _, w := range selected {
 		names[w.GetName()] = true
 		next := w.DeepCopy()
+		// A projection made through another mapping is removed through
+		// it first (Workload Resource Mapping, Runtime Behavior).
+		if old, ok := recordedMapping(next, b.uid); ok && !equality.Semantic.DeepEqual(old.template, m.template) {
+			if err := unproject(next, old, b.uid); err != nil {
+				return "", secret, &failure{reason: sbv1.ReasonInvalidMapping, message: err.Error()}
+			}
+		}
 		if err := project(next, m, b); err != nil {
-			return "", "", &failure{reason: sbv1.ReasonInvalidMapping, message: err.Error()}
+			return "", secret, &failure{reason: sbv1.ReasonInvalidMapping, message: err.Error()}
 		}
 		if !equality.Semantic.DeepEqual(w.Object, next.Object) {
 			changed = append(changed, next)
@@ -237,21 +257,21 @@ func (r *Reconciler) bind(ctx context.Context, sb *sbv1.ServiceBinding) (string,
 	}
 	stale, err := r.projectedInto(ctx, sb, wgvk)
 	if err != nil {
-		return "", "", err
+		return "", secret, err
 	}
 	for _, w := range stale {
 		if names[w.GetName()] {
 			continue
 		}
 		next := w.DeepCopy()
-		if err := unproject(next, m, string(sb.UID)); err != nil {
-			return "", "", &failure{reason: sbv1.ReasonInvalidMapping, message: err.Error()}
+		if err := unproject(next, projectedWith(next, b.uid, m), b.uid); err != nil {
+			return "", secret, &failure{reason: sbv1.ReasonInvalidMapping, message: err.Error()}
 		}
 		changed = append(changed, next)
 	}
 	for _, w := range changed {
 		if err := r.Client.Update(ctx, w); err != nil {
-			return "", "", fmt.Errorf("update %s %s: %w", w.GetKind(), w.GetName(), err)
+			return "", secret, fmt.Errorf("update %s %s: %w", w.GetKind(), w.GetName(), err)
 		}
 	}
 	if len(selected) == 0 {
@@ -265,6 +285,15 @@ func (r *Reconciler) bind(ctx context.Context, sb *sbv1.ServiceBinding) (string,
 		}
 	})
 	return fmt.Sprintf("Secret %s projected into %s %s", secret, sb.Spec.Workload.Kind, strings.Join(list, ", ")), secret, nil
+}
+
+// projectedWith is the mapping to remove uid's projection from obj with:
+// the one it was made with, else m.
+func projectedWith(obj *unstructured.Unstructured, uid string, m mapping) mapping {
+	if old, ok := recordedMapping(obj, uid); ok {
+		return old
+	}
+	return m
 }
 
 func gvkOf(field, apiVersion, kind string) (schema.GroupVersionKind, error) {
@@ -444,7 +473,7 @@ func (r *Reconciler) unbindAll(ctx context.Context, sb *sbv1.ServiceBinding, gvk
 		return err
 	}
 	for _, w := range ws {
-		if err := unproject(w, m, string(sb.UID)); err != nil {
+		if err := unproject(w, projectedWith(w, string(sb.UID), m), string(sb.UID)); err != nil {
 			return err
 		}
 		if err := r.Client.Update(ctx, w); err != nil {
@@ -461,14 +490,17 @@ func (f *failure) reasonOr(def string) string {
 	return f.reason
 }
 
-// setStatus records the Ready condition, observedGeneration and, when
-// secret is set, status.binding; an Event marks a change of the condition.
-func (r *Reconciler) setStatus(ctx context.Context, sb *sbv1.ServiceBinding, secret string, status metav1.ConditionStatus, reason, message string) error {
+// setStatus records the Ready and ServiceAvailable conditions,
+// observedGeneration and, when secret is set, status.binding; an Event
+// marks a change of the Ready condition.
+func (r *Reconciler) setStatus(ctx context.Context, sb *sbv1.ServiceBinding, secret string, avail metav1.Condition, status metav1.ConditionStatus, reason, message string) error {
 	before := sb.Status.DeepCopy()
 	prev := meta.FindStatusCondition(sb.Status.Conditions, sbv1.ConditionReady)
 	meta.SetStatusCondition(&sb.Status.Conditions, metav1.Condition{
 		Type: sbv1.ConditionReady, Status: status, Reason: reason, Message: message, ObservedGeneration: sb.Generation,
 	})
+	avail.ObservedGeneration = sb.Generation
+	meta.SetStatusCondition(&sb.Status.Conditions, avail)
 	sb.Status.ObservedGeneration = sb.Generation
 	if secret != "" {
 		sb.Status.Binding = &sbv1.ServiceBindingSecretReference{Name: secret}

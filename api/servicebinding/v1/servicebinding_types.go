@@ -31,8 +31,9 @@ type ServiceBindingSpec struct {
 	// $SERVICE_BINDING_ROOT. Default: the ServiceBinding's name.
 	//
 	// +optional
+	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9]([-._A-Za-z0-9]*[A-Za-z0-9])?$')",message="spec.name must be a single path segment of letters, digits, '-', '_' and '.', such as db"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9.-]+$') && self != '.' && self != '..'",message="spec.name must match [a-z0-9\\-\\.]{1,253} and not be . or .., such as db"
 	Name string `json:"name,omitempty"`
 
 	// Type overrides the binding's type entry.
@@ -147,7 +148,7 @@ type ServiceBindingStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions hold Ready, the summary.
+	// Conditions hold Ready, the summary, and ServiceAvailable.
 	//
 	// +optional
 	// +listType=map
@@ -178,10 +179,16 @@ type ServiceBindingList struct {
 	Items           []ServiceBinding `json:"items"`
 }
 
-// The condition type and reasons of ServiceBinding status.
+// The condition types and reasons of ServiceBinding status.
 const (
 	// ConditionReady is the summary condition.
 	ConditionReady = "Ready"
+	// ConditionServiceAvailable says whether the service exists and
+	// exposes a binding Secret.
+	ConditionServiceAvailable = "ServiceAvailable"
+
+	// ReasonServiceAvailable: the service's binding Secret exists.
+	ReasonServiceAvailable = "ServiceAvailable"
 
 	// ReasonProjected: the binding is projected into every matching
 	// workload.
