@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The invoke path side by side, in one run: a direct call to the provider,
 # nginx (Debian package, one worker, kept-alive upstream), the standard
-# library's httputil.ReverseProxy (bench/stockproxy), and the ddi sidecar's
-# invoke; plus the sidecar's resolve against the direct call.
+# library's httputil.ReverseProxy (bench/stockproxy), a proxy built on
+# valyala/fasthttp (bench/fasthttpproxy, its own module), and the ddi
+# sidecar's invoke; plus the sidecar's resolve against the direct call.
 #
 # wrk (Debian) is pinned to CPU 0; everything under test (provider, control
 # plane, nginx, stockproxy, sidecar) to CPU 1. Cases are interleaved: each
@@ -29,12 +30,13 @@ trap cleanup EXIT
 
 go build -tags nokube -o "$work/ddi" ./cmd/ddi
 go build -o "$work/stockproxy" ./bench/stockproxy
+(cd bench/fasthttpproxy && go build -o "$work/fasthttpproxy" .)
 DDI="$work/ddi"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_http() { for _ in $(seq 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "not ready: $1" >&2; return 1; }
 
-CP_PORT=$(free_port); SC_PORT=$(free_port); NGX_PORT=$(free_port); STOCK_PORT=$(free_port)
+CP_PORT=$(free_port); SC_PORT=$(free_port); NGX_PORT=$(free_port); STOCK_PORT=$(free_port); FAST_PORT=$(free_port)
 taskset -c 1 "$DDI" --log-level error dev --data "$work/data" --listen 127.0.0.1:$CP_PORT & pids+=($!)
 wait_http http://127.0.0.1:$CP_PORT/readyz
 taskset -c 1 "$DDI" demo greeter --version 1.0.0 > "$work/greeter.out" & PROV_PID=$!; pids+=($PROV_PID)
@@ -46,6 +48,8 @@ wait_http http://127.0.0.1:$SC_PORT/readyz
 
 taskset -c 1 "$work/stockproxy" -listen 127.0.0.1:$STOCK_PORT -upstream "http://$PROVIDER" 2>/dev/null & STOCK_PID=$!; pids+=($STOCK_PID)
 wait_http http://127.0.0.1:$STOCK_PORT/
+taskset -c 1 "$work/fasthttpproxy" -listen 127.0.0.1:$FAST_PORT -upstream "$PROVIDER" 2>/dev/null & FAST_PID=$!; pids+=($FAST_PID)
+wait_http http://127.0.0.1:$FAST_PORT/
 
 mkdir -p "$work/nginx"
 cat > "$work/nginx/nginx.conf" <<EOF
@@ -106,9 +110,10 @@ declare -A URL PID
 URL[direct]="http://$PROVIDER/";                         PID[direct]=$PROV_PID
 URL[nginx]="http://127.0.0.1:$NGX_PORT/";                PID[nginx]=$NGX_WORKER
 URL[stock]="http://127.0.0.1:$STOCK_PORT/";              PID[stock]=$STOCK_PID
+URL[fasthttp]="http://127.0.0.1:$FAST_PORT/";            PID[fasthttp]=$FAST_PID
 URL[ddi]="http://127.0.0.1:$SC_PORT/v1/invoke/greeter/"; PID[ddi]=$SC_PID
 URL[resolve]="http://127.0.0.1:$SC_PORT/v1/bindings/greeter"; PID[resolve]=$SC_PID
-CASES=(direct nginx stock ddi resolve)
+CASES=(direct nginx stock fasthttp ddi resolve)
 
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in $(seq "$RUNS"); do
@@ -119,14 +124,14 @@ for r in $(seq "$RUNS"); do
   done
   echo "round $r of $RUNS done" >&2
 done
-for name in nginx stock ddi; do echo "$name $(rss_kib "${PID[$name]}")" >> "$work/rss"; done
+for name in nginx stock fasthttp ddi; do echo "$name $(rss_kib "${PID[$name]}")" >> "$work/rss"; done
 echo "direct $(rss_kib "$PROV_PID")" >> "$work/rss"
 
 {
 echo "# Invoke side by side, $(date -u +%Y-%m-%d)"
 echo
 echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r), $(go version | awk '{print $3}'), $(nginx -v 2>&1 | cut -d' ' -f3)."
-echo "wrk pinned to CPU 0; provider, control plane, nginx, stockproxy and sidecar pinned to CPU 1; ${DURATION}s runs, ${RUNS} interleaved rounds, median by req/s. Load average at start: $load."
+echo "wrk pinned to CPU 0; provider, control plane, nginx, stockproxy, fasthttpproxy and sidecar pinned to CPU 1; ${DURATION}s runs, ${RUNS} interleaved rounds, median by req/s. Load average at start: $load."
 echo
 python3 - "$work" "${CASES[@]}" <<'PY'
 import sys,os
@@ -146,13 +151,25 @@ for c in ('1','16'):
         print(f"| {n} | {c} | {m[0]} ({all_rps}) | {m[1]} | {m[2]} | {m[3]}{who} | {mem} | {m[4]} |")
 print()
 d=med
-def r(a,b,c,i=0): return d[(a,c)][i]/d[(b,c)][i]
-print("Ratios (same run):")
-print(f"- req/s at c=16: ddi {100*r('ddi','direct','16'):.0f}% of direct, nginx {100*r('nginx','direct','16'):.0f}%, stock {100*r('stock','direct','16'):.0f}%; **ddi / nginx = {100*r('ddi','nginx','16'):.0f}%** (target >= 100%); ddi / stock = {100*r('ddi','stock','16'):.0f}%")
-print(f"- req/s at c=1: ddi / nginx = {100*r('ddi','nginx','1'):.0f}%; ddi / stock = {100*r('ddi','stock','1'):.0f}%")
-print(f"- CPU per request at c=16: ddi {d[('ddi','16')][3]:.1f} us, nginx {d[('nginx','16')][3]:.1f} us, stock {d[('stock','16')][3]:.1f} us; **ddi / nginx = {100*r('ddi','nginx','16',3):.0f}%** (target <= 100%)")
-an=d[('nginx','1')][1]-d[('direct','1')][1]; ad=d[('ddi','1')][1]-d[('direct','1')][1]; ast=d[('stock','1')][1]-d[('direct','1')][1]
-print(f"- added p50 at c=1: ddi +{1000*ad:.0f} us, nginx +{1000*an:.0f} us, stock +{1000*ast:.0f} us (target: ddi <= nginx)")
-print(f"- resolve at c=16: {100*r('resolve','direct','16'):.0f}% of direct (target >= 95%)")
+# Ratios are taken within each round (the cases of a round run back to
+# back, so a noisy neighbour weighs on both sides alike), then the median
+# over rounds, with the range.
+raw={}
+for c in ('1','16'):
+    for n in cases:
+        raw[(n,c)]=[[float(x) for x in l.split()] for l in open(os.path.join(work,f'{n}-{c}.runs'))]
+def ratio(a,b,c,i=0):
+    rs=sorted(x[i]/y[i] for x,y in zip(raw[(a,c)],raw[(b,c)]))
+    return f"{100*rs[len(rs)//2]:.0f}% ({100*rs[0]:.0f}-{100*rs[-1]:.0f}%)"
+def added(a,c='1'):
+    rs=sorted(1000*(x[1]-y[1]) for x,y in zip(raw[(a,c)],raw[('direct',c)]))
+    return f"+{rs[len(rs)//2]:.0f} us ({rs[0]:.0f} to {rs[-1]:.0f})"
+print("Ratios within each round, median over rounds (range):")
+print(f"- req/s at c=16, share of direct: ddi {ratio('ddi','direct','16')}, nginx {ratio('nginx','direct','16')}, stock {ratio('stock','direct','16')}, fasthttp {ratio('fasthttp','direct','16')}")
+print(f"- **ddi / nginx req/s at c=16: {ratio('ddi','nginx','16')}** (target >= 100%); ddi / stock: {ratio('ddi','stock','16')}; ddi / fasthttp: {ratio('ddi','fasthttp','16')}")
+print(f"- ddi / nginx req/s at c=1: {ratio('ddi','nginx','1')}")
+print(f"- **ddi / nginx CPU per request at c=16: {ratio('ddi','nginx','16',3)}** (target <= 100%); at c=1: {ratio('ddi','nginx','1',3)}; fasthttp / nginx at c=16: {ratio('fasthttp','nginx','16',3)}; stock / nginx: {ratio('stock','nginx','16',3)}")
+print(f"- added p50 at c=1 over direct: ddi {added('ddi')}, nginx {added('nginx')}, fasthttp {added('fasthttp')}, stock {added('stock')} (target: ddi <= nginx)")
+print(f"- resolve / direct req/s at c=16: {ratio('resolve','direct','16')} (target >= 95%)")
 PY
 } | tee "$OUT/invoke-$(date -u +%Y%m%d-%H%M).md"

@@ -335,13 +335,12 @@ func (fc *fastConn) invoke(headLen int) action {
 		fc.refuse(p, false)
 		return closeConn
 	}
-	u, err := url.ParseRequestURI(string(h.target))
+	name, path, err := invokeTarget(h.target)
 	if err != nil {
 		_, _ = fc.br.Discard(headLen)
 		fc.refuse(httpapi.FieldProblem("path", fmt.Sprintf("request target %q is not a valid path: %v", h.target, err)), false)
 		return closeConn
 	}
-	name, path, _ := splitInvokePath(u)
 	pl, timeout, prob := s.prepareInvoke(name, path, string(h.timeout))
 	if prob == nil && !pl.plain {
 		return handOff // https endpoints: http.Transport speaks TLS
@@ -384,8 +383,29 @@ func (fc *fastConn) invoke(headLen int) action {
 	if x.closeClient {
 		return closeConn
 	}
-	_ = fc.c.SetWriteDeadline(time.Time{})
-	return keepOpen
+	return keepOpen // the next request sets its own deadlines
+}
+
+// invokeTarget returns the dependency name and the decoded path after it
+// of an invoke request target. A target without escapes is split in
+// place; one with escapes is decoded by net/url, as net/http would.
+func invokeTarget(target []byte) (name, path string, err error) {
+	if bytes.IndexByte(target, '%') >= 0 {
+		u, err := url.ParseRequestURI(string(target))
+		if err != nil {
+			return "", "", err
+		}
+		name, path, _ = splitInvokePath(u)
+		return name, path, nil
+	}
+	p := target[len(invokePrefix):]
+	if i := bytes.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	if i := bytes.IndexByte(p, '/'); i >= 0 {
+		return string(p[:i]), string(p[i:]), nil
+	}
+	return string(p), "", nil
 }
 
 // invokeTail returns the part of an invoke target after the dependency

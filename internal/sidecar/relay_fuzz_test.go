@@ -49,8 +49,13 @@ func FuzzRelayRequest(f *testing.F) {
 		if h.minor != 1 || !bytes.HasPrefix(h.target, []byte(invokePrefix)) || h.upgrade {
 			return // handed to net/http
 		}
-		if _, err := url.ParseRequestURI(string(h.target)); err != nil || h.hosts != 1 {
+		u, err := url.ParseRequestURI(string(h.target))
+		if err != nil || h.hosts != 1 {
 			return // refused with 400
+		}
+		name, path, _ := splitInvokePath(u)
+		if gotName, gotPath, err := invokeTarget(h.target); err != nil || gotName != name || gotPath != path {
+			t.Errorf("invokeTarget(%q) = %q, %q, %v; net/url reads %q, %q", h.target, gotName, gotPath, err, name, path)
 		}
 		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(data)))
 		if err != nil {
