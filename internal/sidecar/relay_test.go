@@ -122,16 +122,21 @@ func TestRelayHopByHopAndForwarded(t *testing.T) {
 	resp, body := rawRoundTrip(t, ts, "GET /v1/invoke/greeter/h?q=1 HTTP/1.1\r\nHost: "+host+"\r\n"+
 		"Connection: keep-alive, X-Private\r\nX-Private: secret\r\nKeep-Alive: timeout=9\r\nProxy-Authorization: Basic eDp5\r\n"+
 		"Proxy-Connection: keep-alive\r\nTE: trailers\r\nUpgrade: foo\r\nTrailer: X-T\r\nX-Forwarded-For: 203.0.113.9\r\n"+
-		"X-Forwarded-Host: evil.example\r\nForwarded: for=203.0.113.9\r\nX-End-To-End: kept\r\nDdi-Timeout: 5s\r\n\r\n")
+		"X-Forwarded-Host: evil.example\r\nForwarded: for=203.0.113.9\r\nX-End-To-End: kept\r\nDdi-Timeout: 5s\r\n"+
+		"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\ntracestate: congo=t61rcWkgMzE\r\ntracestate: rojo=00f067aa0ba902b7\r\n\r\n")
 	if resp.StatusCode != 200 || body != "ok" {
 		t.Fatalf("invoke = %d %q, want 200 \"ok\"", resp.StatusCode, body)
 	}
 	r := seen.Load()
 	got := map[string]string{}
 	for k := range r.Header {
-		got[k] = r.Header.Get(k)
+		got[k] = strings.Join(r.Header[k], " | ")
 	}
 	want := map[string]string{
+		// W3C trace context passes through untouched, both tracestate
+		// lines in their order.
+		"Traceparent":       "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"Tracestate":        "congo=t61rcWkgMzE | rojo=00f067aa0ba902b7",
 		"X-End-To-End":      "kept",
 		"X-Forwarded-For":   "127.0.0.1",
 		"X-Forwarded-Host":  host,
