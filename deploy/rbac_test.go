@@ -28,6 +28,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	sbv1 "ddi.dev/ddi/api/servicebinding/v1"
 	"ddi.dev/ddi/api/v1alpha1"
 	ddiclient "ddi.dev/ddi/internal/client"
 	"ddi.dev/ddi/internal/inject"
@@ -203,6 +204,7 @@ func TestRBAC(t *testing.T) {
 		{name: "store lists its orphaned inline Secrets in ddi-system", user: controllerSA, do: access{verb: "list", resource: "secrets", namespace: "ddi-system"}, allow: true},
 		{name: "certificates: update the certificate Secret", user: controllerSA, do: access{verb: "update", resource: "secrets", namespace: "ddi-system", name: "ddi-webhook-certs"}, allow: true},
 		{name: "podauth reviews tokens", user: controllerSA, do: access{verb: "create", group: "authentication.k8s.io", resource: "tokenreviews"}, allow: true},
+		{name: "podauth asks a person's RBAC", user: controllerSA, do: access{verb: "create", group: "authorization.k8s.io", resource: "subjectaccessreviews"}, allow: true},
 		{name: "podauth reads a pod", user: controllerSA, do: access{verb: "get", resource: "pods", namespace: "fn"}, allow: true},
 		{name: "webhook watches namespaces", user: controllerSA, do: access{verb: "watch", resource: "namespaces"}, allow: true},
 		{name: "webhook checks a ReplicaSet before an Event on it", user: controllerSA, do: access{verb: "get", group: "apps", resource: "replicasets", namespace: "fn"}, allow: true},
@@ -268,6 +270,7 @@ func TestRBAC(t *testing.T) {
 		{name: "function: no Secrets read", user: functionSA, do: access{verb: "get", resource: "secrets", namespace: "fn"}},
 		{name: "function: no inline Secrets read", user: functionSA, do: access{verb: "get", resource: "secrets", namespace: "ddi-system"}},
 		{name: "function: no tokens reviewed", user: functionSA, do: access{verb: "create", group: "authentication.k8s.io", resource: "tokenreviews"}},
+		{name: "function: no access reviews", user: functionSA, do: access{verb: "create", group: "authorization.k8s.io", resource: "subjectaccessreviews"}},
 		{name: "function: no pods read", user: functionSA, do: access{verb: "get", resource: "pods", namespace: "fn"}},
 		{name: "function: no Events recorded", user: functionSA, do: access{verb: "create", group: "events.k8s.io", resource: "events", namespace: "fn"}},
 	}
@@ -353,8 +356,11 @@ func TestControllerWorksWithItsRBAC(t *testing.T) {
 	cp := kubetest.RunControlPlane(t, kubetest.Options{
 		SelfManagedCerts: true,
 		As:               controllerSA,
-		Setup:            func(cp *kubetest.ControlPlane) { applyRBAC(t, cp) },
-		Logger:           slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Setup: func(cp *kubetest.ControlPlane) {
+			applyRBAC(t, cp)
+			aggregateRoles(t, cp, access{verb: "update", group: "apps", resource: "deployments", namespace: "fn"})
+		},
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	ctx := t.Context()
 	const fn = "fn"
@@ -460,6 +466,49 @@ func TestControllerWorksWithItsRBAC(t *testing.T) {
 				}
 			}
 			return errors.New("no InjectionSkipped Event on the ReplicaSet yet")
+		})
+	})
+
+	t.Run("the ServiceBinding reconciler projects a Secret into a Deployment", func(t *testing.T) {
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: fn, Name: "db-creds"}, StringData: map[string]string{"type": "postgresql"}}
+		labels := map[string]string{"app": "orders"}
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: fn, Name: "orders"}, Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "orders", Image: "example.com/orders:1"}}}},
+		}}
+		sb := &sbv1.ServiceBinding{ObjectMeta: metav1.ObjectMeta{Namespace: fn, Name: "db"}, Spec: sbv1.ServiceBindingSpec{
+			Workload: sbv1.ServiceBindingWorkloadReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "orders"},
+			Service:  sbv1.ServiceBindingServiceReference{APIVersion: "v1", Kind: "Secret", Name: "db-creds"},
+		}}
+		for _, o := range []client.Object{sec, d, sb} {
+			if err := cp.Client.Create(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, 20*time.Second, func() error {
+			if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(sb), sb); err != nil {
+				return err
+			}
+			if c := meta.FindStatusCondition(sb.Status.Conditions, sbv1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+				return fmt.Errorf("ServiceBinding Ready = %+v, want True", c)
+			}
+			if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
+				return err
+			}
+			if ms := d.Spec.Template.Spec.Containers[0].VolumeMounts; len(ms) != 1 || ms[0].MountPath != "/bindings/db" {
+				return fmt.Errorf("Deployment mounts %v, want the binding at /bindings/db", ms)
+			}
+			return nil
+		})
+		if err := cp.Client.Delete(ctx, sb); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, func() error {
+			if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(sb), sb); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("ServiceBinding still there (finalizers %v, err %v)", sb.Finalizers, err)
+			}
+			return nil
 		})
 	})
 

@@ -532,6 +532,27 @@ func TestServiceBinding(t *testing.T) {
 		if vols, _, _ := unstructured.NestedSlice(fn.Object, "spec", "run", "volumes"); len(vols) != 1 {
 			t.Errorf("custom resource volumes after the fix: %v, want the binding volume", vols)
 		}
+
+		// The mapping changes: the projection is removed through the old
+		// mapping and made again through the new one.
+		if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(cwrm), cwrm); err != nil {
+			t.Fatal(err)
+		}
+		cwrm.Spec.Versions[0].Volumes = ".spec.run.extraVolumes"
+		if err := cp.Client.Update(ctx, cwrm); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, wait, func() error {
+			if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(fn), fn); err != nil {
+				return err
+			}
+			old, _, _ := unstructured.NestedSlice(fn.Object, "spec", "run", "volumes")
+			moved, _, _ := unstructured.NestedSlice(fn.Object, "spec", "run", "extraVolumes")
+			if len(old) != 0 || len(moved) != 1 {
+				return fmt.Errorf("after the mapping changed: volumes %v, extraVolumes %v; want the binding volume moved", old, moved)
+			}
+			return nil
+		})
 		deleteAndWait(t, cp, sb)
 		eventually(t, wait, func() error {
 			if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(fn), fn); err != nil {
