@@ -444,9 +444,11 @@ func (fc *fastConn) exchange(x *exchange) {
 			break
 		}
 		tried[i] = ep
-		sent, answered, err := fc.attempt(x, ep, now)
+		sent, answered, err := fc.attempt(x, ep, now, false)
 		if errors.Is(err, errRetryStale) {
-			sent, answered, err = fc.attempt(x, ep, time.Now())
+			// The other idle connections are likely as dead (a restarted
+			// provider): the request goes on a new one.
+			sent, answered, err = fc.attempt(x, ep, time.Now(), true)
 		}
 		if err == nil {
 			return
@@ -507,11 +509,14 @@ func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 // caller has its answer (or its connection is closed). Before that it
 // reports whether a connection was obtained (sent) and whether any
 // response byte arrived (answered), with the error.
-func (fc *fastConn) attempt(x *exchange, ep *endpoint, now time.Time) (sent, answered bool, err error) {
+func (fc *fastConn) attempt(x *exchange, ep *endpoint, now time.Time, fresh bool) (sent, answered bool, err error) {
 	// A request that may not be sent twice is sent on a connection the
 	// provider has not closed meanwhile (safe methods are sent again on a
 	// new connection instead, see errRetryStale).
-	up := ep.conns.get(now, x.policy != retryUnanswered || x.streamed)
+	var up *upConn
+	if !fresh {
+		up = ep.conns.get(now, x.policy != retryUnanswered || x.streamed)
+	}
 	if up == nil {
 		if up, err = dialUpstream(ep, x.deadline); err != nil {
 			return false, false, err
