@@ -25,12 +25,12 @@ import (
 // net/http would not send (malformed, reset, oversize), and to see exactly
 // which bytes arrive.
 type rawUpstream struct {
-	ln    net.Listener
-	url   string
+	ln     net.Listener
+	url    string
 	conns  atomic.Int64 // accepted
 	closed atomic.Int64 // closed by the provider
 	mu     sync.Mutex
-	got   bytes.Buffer // every byte received, all connections
+	got    bytes.Buffer // every byte received, all connections
 }
 
 // newRawUpstream serves every connection with handle; what handle reads
