@@ -46,7 +46,7 @@ if [[ ! -x "$CONTROLLER_GEN" ]]; then
 	mv "$CONTROLLER_GEN.tmp" "$CONTROLLER_GEN"
 fi
 
-apis=(v1alpha1 servicebinding/v1)
+apis=(v1alpha1 servicebinding/v1 servicebinding/v1beta1)
 out_crd="$REPO/deploy/crd"
 if [[ $check -eq 1 ]]; then
 	tmp=$(mktemp -d)

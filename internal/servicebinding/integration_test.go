@@ -617,6 +617,39 @@ func TestServiceBinding(t *testing.T) {
 		projectedAt(t, cp, ns, "web", "/bindings/db", "later")
 	})
 
+	t.Run("a servicebinding.io/v1beta1 ServiceBinding", func(t *testing.T) {
+		const ns = "v1beta1"
+		cp.Namespace(t, ns, nil)
+		d := deployment(ns, "web", nil)
+		create(t, cp, secret(ns, "creds", map[string]string{"type": "db"}), d)
+		beta := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "servicebinding.io/v1beta1", "kind": "ServiceBinding",
+			"metadata": map[string]any{"namespace": ns, "name": "db"},
+			"spec": map[string]any{
+				"service":  map[string]any{"apiVersion": "v1", "kind": "Secret", "name": "creds"},
+				"workload": map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+			},
+		}}
+		if err := cp.Client.Create(ctx, beta); err != nil {
+			t.Fatal(err)
+		}
+		sb := &sbv1.ServiceBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"}}
+		ready(t, cp, sb, metav1.ConditionTrue, sbv1.ReasonProjected)
+		projectedAt(t, cp, ns, "web", "/bindings/db", "creds")
+		// Read back as v1beta1, the status is there too.
+		eventually(t, wait, func() error {
+			if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(beta), beta); err != nil {
+				return err
+			}
+			if name, _, _ := unstructured.NestedString(beta.Object, "status", "binding", "name"); name != "creds" {
+				return fmt.Errorf("v1beta1 status.binding.name = %q, want creds", name)
+			}
+			return nil
+		})
+		deleteAndWait(t, cp, beta)
+		unchanged(t, cp, d)
+	})
+
 	t.Run("a service kind the API server does not serve", func(t *testing.T) {
 		const ns = "unserved"
 		cp.Namespace(t, ns, nil)

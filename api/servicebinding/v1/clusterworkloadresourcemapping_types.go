@@ -10,6 +10,7 @@ import (
 // one is treated as PodSpec-able (its pod template at .spec.template).
 //
 // +kubebuilder:object:root=true
+// +kubebuilder:storageversion
 // +kubebuilder:resource:scope=Cluster,categories=servicebinding
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ClusterWorkloadResourceMapping struct {
