@@ -650,6 +650,85 @@ func TestServiceBinding(t *testing.T) {
 		unchanged(t, cp, d)
 	})
 
+	t.Run("a service without .status.binding.name, then provisioned", func(t *testing.T) {
+		const ns = "unprovisioned"
+		cp.Namespace(t, ns, nil)
+		gvk := crd(t, cp, "stable.example.com", "ProvisionedBackend", "provisionedbackends")
+		backend := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"namespace": ns, "name": "pg"}}}
+		backend.SetGroupVersionKind(gvk)
+		d := deployment(ns, "web", nil)
+		sb := byName(ns, "db", "", "web")
+		sb.Spec.Service = sbv1.ServiceBindingServiceReference{APIVersion: "stable.example.com/v1", Kind: "ProvisionedBackend", Name: "pg"}
+		create(t, cp, secret(ns, "pg-secret", map[string]string{"type": "db"}), backend, d, sb)
+		got := ready(t, cp, sb, metav1.ConditionFalse, sbv1.ReasonServiceNotProvisioned)
+		if m := message(got); !strings.Contains(m, "spec.service") || !strings.Contains(m, ".status.binding.name") {
+			t.Errorf("Ready message %q does not name spec.service and .status.binding.name", m)
+		}
+		event(t, cp, sb, sbv1.ReasonServiceNotProvisioned, "pg")
+		unchanged(t, cp, d)
+
+		if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(backend), backend); err != nil {
+			t.Fatal(err)
+		}
+		if err := unstructured.SetNestedField(backend.Object, "pg-secret", "status", "binding", "name"); err != nil {
+			t.Fatal(err)
+		}
+		if err := cp.Client.Update(ctx, backend); err != nil {
+			t.Fatal(err)
+		}
+		ready(t, cp, sb, metav1.ConditionTrue, sbv1.ReasonProjected)
+		projectedAt(t, cp, ns, "web", "/bindings/db", "pg-secret")
+	})
+
+	t.Run("a workload that does not exist yet", func(t *testing.T) {
+		const ns = "missing-workload"
+		cp.Namespace(t, ns, nil)
+		sb := byName(ns, "db", "creds", "web")
+		create(t, cp, secret(ns, "creds", map[string]string{"type": "db"}), sb)
+		got := ready(t, cp, sb, metav1.ConditionFalse, sbv1.ReasonWorkloadNotFound)
+		if m := message(got); !strings.Contains(m, "spec.workload.name") || !strings.Contains(m, "web") {
+			t.Errorf("Ready message %q does not name spec.workload.name and web", m)
+		}
+		event(t, cp, sb, sbv1.ReasonWorkloadNotFound, "spec.workload.name")
+		create(t, cp, deployment(ns, "web", nil))
+		ready(t, cp, sb, metav1.ConditionTrue, sbv1.ReasonProjected)
+		projectedAt(t, cp, ns, "web", "/bindings/db", "creds")
+	})
+
+	t.Run("no partial projection: one of two selected workloads cannot be bound", func(t *testing.T) {
+		const ns = "partial"
+		cp.Namespace(t, ns, nil)
+		good := deployment(ns, "good", map[string]string{"bind": "yes"})
+		bad := deployment(ns, "bad", map[string]string{"bind": "yes"},
+			corev1.Container{Name: "app", Image: "example.com/app:1", Env: []corev1.EnvVar{{Name: "DB_PASSWORD", Value: "its-own"}}})
+		sb := byName(ns, "db", "creds", "")
+		sb.Spec.Workload.Name = ""
+		sb.Spec.Workload.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"bind": "yes"}}
+		sb.Spec.Env = []sbv1.EnvMapping{{Name: "DB_PASSWORD", Key: "password"}}
+		create(t, cp, secret(ns, "creds", map[string]string{"type": "db", "password": "p"}), good, bad, sb)
+		got := ready(t, cp, sb, metav1.ConditionFalse, sbv1.ReasonInvalidMapping)
+		if m := message(got); !strings.Contains(m, "spec.env[0].name") || !strings.Contains(m, "bad") {
+			t.Errorf("Ready message %q does not name spec.env[0].name and the workload bad", m)
+		}
+		unchanged(t, cp, good)
+		unchanged(t, cp, bad)
+
+		// The fix: another variable name.
+		if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(sb), sb); err != nil {
+			t.Fatal(err)
+		}
+		sb.Spec.Env[0].Name = "BINDING_PASSWORD"
+		if err := cp.Client.Update(ctx, sb); err != nil {
+			t.Fatal(err)
+		}
+		ready(t, cp, sb, metav1.ConditionTrue, sbv1.ReasonProjected)
+		projectedAt(t, cp, ns, "good", "/bindings/db", "creds")
+		w := projectedAt(t, cp, ns, "bad", "/bindings/db", "creds")
+		if e := env(w.Spec.Template.Spec.Containers[0], "DB_PASSWORD"); e == nil || e.Value != "its-own" {
+			t.Errorf("the workload's own DB_PASSWORD = %+v, want its-own kept", e)
+		}
+	})
+
 	t.Run("a service kind the API server does not serve", func(t *testing.T) {
 		const ns = "unserved"
 		cp.Namespace(t, ns, nil)
@@ -663,6 +742,18 @@ func TestServiceBinding(t *testing.T) {
 		}
 		event(t, cp, sb, sbv1.ReasonServiceNotFound, "Database")
 		unchanged(t, cp, d)
+
+		// Its CRD is installed and the service created: the binding
+		// converges (the kind is retried; its watch starts then).
+		gvk := crd(t, cp, "nowhere.example.com", "Database", "databases")
+		db := &unstructured.Unstructured{Object: map[string]any{
+			"metadata": map[string]any{"namespace": ns, "name": "pg"},
+			"status":   map[string]any{"binding": map[string]any{"name": "pg-secret"}},
+		}}
+		db.SetGroupVersionKind(gvk)
+		create(t, cp, secret(ns, "pg-secret", map[string]string{"type": "db"}), db)
+		ready(t, cp, sb, metav1.ConditionTrue, sbv1.ReasonProjected)
+		projectedAt(t, cp, ns, "web", "/bindings/db", "pg-secret")
 	})
 
 	t.Run("the API server rejects a binding name that is not a path segment", func(t *testing.T) {
