@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"ddi.dev/ddi/internal/client"
 	"ddi.dev/ddi/internal/controlplane"
 	"ddi.dev/ddi/internal/registry"
 )
@@ -107,8 +108,7 @@ func runDemo(ctx context.Context, g *globals) (err error) {
 	}
 	defer cp.Stop()
 	d.cpURL = cp.URL
-	c := g.client()
-	c.BaseURL = cp.URL
+	c := &client.Client{BaseURL: cp.URL}
 	d.say("Started the control plane at %s, with its embedded store in a temporary directory.", cp.URL)
 	d.detail("It owns the registry of providers and streams each function's bindings to its sidecar.")
 

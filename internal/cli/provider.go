@@ -84,7 +84,11 @@ consumers in the provider's namespace may bind; widen it with
 			if err := registry.ValidateProvider(&p); err != nil {
 				return flagError(err)
 			}
-			stored, created, err := g.client().PutProvider(cmd.Context(), p)
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			stored, created, err := c.PutProvider(cmd.Context(), p)
 			if err != nil {
 				return err
 			}
@@ -123,7 +127,11 @@ func newProviderListCmd(g *globals) *cobra.Command {
 		Example: "  ddi provider list\n  ddi provider list -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			resp, err := g.client().ListProviders(cmd.Context(), namespace)
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			resp, err := c.ListProviders(cmd.Context(), namespace)
 			if err != nil {
 				return err
 			}
@@ -150,7 +158,11 @@ func newProviderGetCmd(g *globals) *cobra.Command {
 		Example: "  ddi provider get payments\n  ddi provider get payments -o yaml",
 		Args:    exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := g.client().GetProvider(cmd.Context(), namespace, args[0])
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			p, err := c.GetProvider(cmd.Context(), namespace, args[0])
 			if err != nil {
 				return err
 			}
@@ -184,8 +196,12 @@ func newProviderRmCmd(g *globals) *cobra.Command {
 		Example: "  ddi provider rm payments",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
 			for _, name := range args {
-				if err := g.client().DeleteProvider(cmd.Context(), namespace, name, 0); err != nil {
+				if err := c.DeleteProvider(cmd.Context(), namespace, name, 0); err != nil {
 					return err
 				}
 				fmt.Fprintf(g.stdout, "provider %s removed\n", registry.Key(namespace, name))

@@ -46,14 +46,18 @@ exits 0.`,
 				return err
 			}
 			consumer := registry.Consumer{Namespace: namespace, Name: args[0], ServiceAccount: serviceAccount}
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
 			if explain {
-				ex, err := g.client().Explain(cmd.Context(), consumer, dep)
+				ex, err := c.Explain(cmd.Context(), consumer, dep)
 				if err != nil {
 					return err
 				}
 				return printOut(g.stdout, output, ex, func(tw *tabwriter.Writer) { printExplanation(tw, ex.Explanation) })
 			}
-			b, err := g.client().Resolve(cmd.Context(), consumer, dep)
+			b, err := c.Resolve(cmd.Context(), consumer, dep)
 			if err != nil {
 				return err
 			}
@@ -114,7 +118,11 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Example: "  ddi status\n  ddi status -o yaml",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			list, err := g.client().Sidecars(cmd.Context())
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			list, err := c.Sidecars(cmd.Context())
 			if err != nil {
 				return err
 			}

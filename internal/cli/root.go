@@ -29,21 +29,36 @@ func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code
 
 // globals are the flags every command shares.
 type globals struct {
-	controlPlane string
-	logLevel     string
-	stdout       io.Writer
-	stderr       io.Writer
+	controlPlane   string
+	kubeconfig     string
+	kubeContext    string
+	controlPlaneCA string
+	logLevel       string
+	stdout         io.Writer
+	stderr         io.Writer
+
+	// The way to an in-cluster control plane, opened on first use and
+	// closed when the command ends.
+	kubeOnce sync.Once
+	kube     *kubeConn
+	kubeErr  error
 }
 
 // Run executes the ddi command line with args (without the program name).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	root := newRoot(stdout, stderr)
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := newRootWith(g)
 	root.SetArgs(args)
+	defer g.closeKube()
 	return root.ExecuteContext(ctx)
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
-	g := &globals{stdout: stdout, stderr: stderr}
+	return newRootWith(&globals{stdout: stdout, stderr: stderr})
+}
+
+func newRootWith(g *globals) *cobra.Command {
+	stdout, stderr := g.stdout, g.stderr
 	root := &cobra.Command{
 		Use:   "ddi",
 		Short: "Distributed dependency injection for serverless functions",
@@ -52,17 +67,30 @@ another function) through a sidecar beside it, and keeps them current as
 providers move, scale, rotate credentials or fail.
 
 The control plane address comes from, in order: the --control-plane flag,
-the DDI_CONTROL_PLANE environment variable, then ` + DefaultControlPlane + `.`,
+the DDI_CONTROL_PLANE environment variable, then ` + DefaultControlPlane + `
+(the one ` + "`ddi dev`" + ` runs).
+
+To reach the controller of a Kubernetes cluster (ddi controller), give
+--kubeconfig or --context, or set the address to "kube": ddi then opens a
+port-forward to a ready controller pod in ddi-system and presents your
+kubeconfig's bearer token, so you see what your own RBAC on ddi.dev
+resources allows (docs/security.md). With an https address as well, ddi
+sends the same token there instead (your own kubectl port-forward, with
+--control-plane-ca).`,
 		Example: `  ddi demo                      # watch it work end to end
   ddi dev                       # run a local control plane
   ddi provider add greeter --type http --url http://127.0.0.1:9001 --version 1.0.0
-  ddi run --name frontend --dep greeter=http@^1 -- ./frontend`,
+  ddi run --name frontend --dep greeter=http@^1 -- ./frontend
+  ddi --context prod status        # the controller of a cluster, as yourself`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.controlPlane, "control-plane", "", "control plane URL (default $DDI_CONTROL_PLANE, else "+DefaultControlPlane+")")
+	root.PersistentFlags().StringVar(&g.kubeconfig, "kubeconfig", "", "reach the controller of the cluster in this kubeconfig file, with its user's credentials (default $KUBECONFIG, else ~/.kube/config, when --context or --control-plane kube is given)")
+	root.PersistentFlags().StringVar(&g.kubeContext, "context", "", "reach the controller of this kubeconfig context's cluster, with its user's credentials")
+	root.PersistentFlags().StringVar(&g.controlPlaneCA, "control-plane-ca", "", "PEM file of the CA that signs the in-cluster control plane's certificate (default: the caBundle of MutatingWebhookConfiguration ddi-sidecar-injector)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error ($DDI_LOG_LEVEL)")
 	root.PersistentPreRun = func(cmd *cobra.Command, args []string) {
 		envDefault(cmd.Root().PersistentFlags(), "log-level", "DDI_LOG_LEVEL")
@@ -83,19 +111,80 @@ the DDI_CONTROL_PLANE environment variable, then ` + DefaultControlPlane + `.`,
 	return root
 }
 
-// controlPlaneURL applies the documented precedence.
-func (g *globals) controlPlaneURL() string {
+// kubeAddress is the control plane address that means "the controller
+// of the kubeconfig's cluster, through a port-forward".
+const kubeAddress = "kube"
+
+// rawControlPlane is --control-plane, else DDI_CONTROL_PLANE, else "".
+func (g *globals) rawControlPlane() string {
 	if g.controlPlane != "" {
 		return strings.TrimRight(g.controlPlane, "/")
 	}
-	if v := os.Getenv("DDI_CONTROL_PLANE"); v != "" {
-		return strings.TrimRight(v, "/")
+	return strings.TrimRight(os.Getenv("DDI_CONTROL_PLANE"), "/")
+}
+
+// kubeMode reports whether the CLI reaches the control plane with the
+// kubeconfig's credentials: --kubeconfig or --context is given, or the
+// address is "kube".
+func (g *globals) kubeMode() bool {
+	return g.kubeconfig != "" || g.kubeContext != "" || g.rawControlPlane() == kubeAddress
+}
+
+// controlPlaneURL applies the documented precedence. In kube mode without
+// an address it names the cluster's controller.
+func (g *globals) controlPlaneURL() string {
+	raw := g.rawControlPlane()
+	switch {
+	case g.kubeMode() && (raw == "" || raw == kubeAddress):
+		if g.kube != nil {
+			return g.kube.baseURL
+		}
+		return "the ddi controller of the kubeconfig's cluster"
+	case raw != "":
+		return raw
 	}
 	return DefaultControlPlane
 }
 
-func (g *globals) client() *client.Client {
-	return &client.Client{BaseURL: g.controlPlaneURL()}
+// unreachableHint is what an error says when no control plane answered.
+func (g *globals) unreachableHint() string {
+	if g.kubeMode() {
+		via := "the kubeconfig"
+		if g.kube != nil {
+			via = g.kube.via
+		}
+		return "no control plane answered through " + via + ": check the controller (kubectl -n ddi-system get pods), or drop --kubeconfig/--context and start a local one with `ddi dev`"
+	}
+	return "is a control plane running at " + g.controlPlaneURL() + "? start one with `ddi dev`, point --control-plane or DDI_CONTROL_PLANE at one, or reach a cluster's controller with --context or --kubeconfig"
+}
+
+// client returns a client of the control plane: the local one, the one
+// at --control-plane, or (kube mode) the cluster's controller with the
+// kubeconfig's credentials, whose port-forward it opens on first use.
+func (g *globals) client(ctx context.Context) (*client.Client, error) {
+	if !g.kubeMode() {
+		return &client.Client{BaseURL: g.controlPlaneURL(), Hint: g.unreachableHint()}, nil
+	}
+	g.kubeOnce.Do(func() {
+		url := g.rawControlPlane()
+		if url == kubeAddress {
+			url = ""
+		}
+		stop := progress(g.stderr, "connecting to the ddi controller through the kubeconfig")
+		g.kube, g.kubeErr = connectKube(ctx, g.kubeconfig, g.kubeContext, url, g.controlPlaneCA)
+		stop()
+	})
+	if g.kubeErr != nil {
+		return nil, g.kubeErr
+	}
+	return &client.Client{BaseURL: g.kube.baseURL, HTTP: g.kube.http, Hint: g.unreachableHint()}, nil
+}
+
+// closeKube closes the port-forward, if one was opened.
+func (g *globals) closeKube() {
+	if g.kube != nil {
+		g.kube.close()
+	}
 }
 
 func (g *globals) logger() (*slog.Logger, error) {
@@ -130,7 +219,12 @@ or why it cannot reach it. It exits 0 either way.`,
 				Error        string                 `json:"controlPlaneError,omitempty"`
 			}{Client: local, URL: g.controlPlaneURL()}
 			stop := progress(g.stderr, "asking the control plane at "+out.URL+" for its version")
-			remote, err := g.client().Version(cmd.Context())
+			c, err := g.client(cmd.Context())
+			var remote client.BuildInfo
+			if err == nil {
+				remote, err = c.Version(cmd.Context())
+				out.URL = g.controlPlaneURL()
+			}
 			stop()
 			if err != nil {
 				out.Error = err.Error()
@@ -143,7 +237,7 @@ or why it cannot reach it. It exits 0 either way.`,
 				if out.ControlPlane != nil {
 					fmt.Fprintf(tw, "control plane %s\t%s\t%s\t%s\n", out.URL, remote.Version, remote.Commit, remote.Go)
 				} else {
-					fmt.Fprintf(tw, "control plane %s unreachable: %s\n(start one with `ddi dev`, or point --control-plane or DDI_CONTROL_PLANE at one)\n", out.URL, out.Error)
+					fmt.Fprintf(tw, "control plane %s unreachable: %s\n", out.URL, out.Error)
 				}
 			})
 		},

@@ -32,6 +32,10 @@ type Client struct {
 	// TokenFile, when set, is read before every request and its trimmed
 	// content sent as "Authorization: Bearer <token>".
 	TokenFile string
+	// Hint, when set, is added to the error of a request that reached no
+	// control plane (refused, unresolvable, timed out): where to start one
+	// or where to point the client.
+	Hint string
 }
 
 var defaultHTTP = &http.Client{Transport: &http.Transport{
@@ -108,6 +112,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) (in
 	}
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
+		if c.Hint != "" {
+			return 0, fmt.Errorf("%s %s: %w (%s)", method, path, err, c.Hint)
+		}
 		return 0, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer func() {

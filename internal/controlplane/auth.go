@@ -18,7 +18,9 @@ type Identity struct {
 	Owner string
 }
 
-// Caller is who sends a request to the control plane API.
+// Caller is who sends a request to the control plane API: an admin, a
+// sidecar (Consumer and Owner) or a user (User and Allowed), never more
+// than one.
 type Caller struct {
 	// Admin callers may read every provider and sidecar and resolve for
 	// any consumer: the person at the machine of `ddi dev`.
@@ -28,7 +30,59 @@ type Caller struct {
 	// own consumer, and sees and acknowledges only its own pod's streams.
 	Consumer registry.Consumer
 	Owner    string
+	// User names a person (or a service account acting as one) that the
+	// Authenticator verified by their own Kubernetes credentials. A user
+	// reads what Allowed grants, asked route by route (docs/security.md):
+	// never a sidecar's stream, never a write.
+	User string
+	// Allowed reports whether the user may do a, by their Kubernetes RBAC
+	// (a SubjectAccessReview). Set with User.
+	Allowed func(ctx context.Context, a Access) (bool, error)
 }
+
+// Access is one Kubernetes permission a user needs for a route: Verb on
+// Resource of API group Group, in Namespace ("" for every namespace),
+// optionally on the object Name.
+type Access struct {
+	Verb, Group, Resource, Namespace, Name string
+}
+
+// String says the access in words, for refusals: "list providers.ddi.dev
+// in namespace shop".
+func (a Access) String() string {
+	res := a.Resource
+	if a.Group != "" {
+		res += "." + a.Group
+	}
+	if a.Name != "" {
+		res += " " + a.Name
+	}
+	if a.Namespace == "" {
+		return a.Verb + " " + res + " in every namespace"
+	}
+	return a.Verb + " " + res + " in namespace " + a.Namespace
+}
+
+// The accesses the routes ask of users.
+func listProviders(ns string) Access {
+	return Access{Verb: "list", Group: "ddi.dev", Resource: "providers", Namespace: ns}
+}
+
+func getProvider(ns, name string) Access {
+	return Access{Verb: "get", Group: "ddi.dev", Resource: "providers", Namespace: ns, Name: name}
+}
+
+// graphAccess is what the whole graph shows: every namespace's providers,
+// dependency sets and functions (pods).
+var graphAccess = []Access{
+	listProviders(""),
+	{Verb: "list", Group: "ddi.dev", Resource: "dependencysets"},
+	{Verb: "list", Resource: "pods"},
+}
+
+// sidecarsAccess is what GET /v1/sidecars shows a user: every pod's
+// streams.
+var sidecarsAccess = []Access{{Verb: "list", Resource: "pods"}}
 
 // Authenticator establishes the identity behind a request.
 type Authenticator interface {

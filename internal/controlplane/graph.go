@@ -173,20 +173,25 @@ func (s *Server) dashboardRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/graph/events", s.handleGraphEvents)
 }
 
-// adminOnly refuses callers that are not admin (docs/security.md,
-// "Dashboard"): on `ddi dev` everyone who reaches the loopback listener
-// is; on Kubernetes no pod token is.
+// adminOnly refuses callers that may not see the whole graph
+// (docs/security.md, "The dependency graph page"): on `ddi dev` everyone
+// who reaches the loopback listener may; on Kubernetes a user whose RBAC
+// lets them list providers, dependencysets and pods in every namespace;
+// no pod token.
 func (s *Server) adminOnly(w http.ResponseWriter, r *http.Request) bool {
 	caller, ok := s.caller(w, r)
 	if !ok {
 		return false
 	}
-	if !caller.Admin {
-		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusForbidden, "forbidden",
-			"the dependency graph shows every namespace's functions and providers, so only admin callers see it; a sidecar's pod token is not one (see docs/dashboard.md)"))
-		return false
+	switch {
+	case caller.Admin:
+		return true
+	case caller.User != "":
+		return s.permit(w, r, caller, graphAccess...)
 	}
-	return true
+	httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusForbidden, "forbidden",
+		"the dependency graph shows every namespace's functions and providers, so only admin callers and users who may list providers, dependencysets and pods in every namespace see it; a sidecar's pod token is neither (see docs/dashboard.md)"))
+	return false
 }
 
 // handleGraphEvents streams the graph as server-sent events: an event

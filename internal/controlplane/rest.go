@@ -26,6 +26,12 @@ func (s *Server) routes(mux *http.ServeMux) {
 		if !ok {
 			return
 		}
+		if caller.User != "" {
+			if !s.permit(w, r, caller, sidecarsAccess...) {
+				return
+			}
+			caller = Caller{Admin: true} // every pod's streams, read only
+		}
 		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"sidecars": s.sidecars(caller)})
 	})
 	// Everything else: a problem document like every other answer, not
@@ -59,6 +65,31 @@ func (s *Server) caller(w http.ResponseWriter, r *http.Request) (Caller, bool) {
 	return c, true
 }
 
+// permit reports whether the user caller may do every access, or writes
+// the refusal (403 naming the first access refused, 503 when the API
+// server could not answer) and returns false. A caller that is no user
+// is refused: permit is only for users.
+func (s *Server) permit(w http.ResponseWriter, r *http.Request, c Caller, as ...Access) bool {
+	if c.User == "" || c.Allowed == nil {
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusForbidden, "forbidden", "this route needs a user's Kubernetes permissions"))
+		return false
+	}
+	for _, a := range as {
+		ok, err := c.Allowed(r.Context(), a)
+		if err != nil {
+			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusServiceUnavailable, "authorization-unavailable",
+				"could not ask the Kubernetes API server whether "+c.User+" may "+a.String()+": "+err.Error()+"; retry"))
+			return false
+		}
+		if !ok {
+			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusForbidden, "forbidden",
+				c.User+" may not "+a.String()+" (Kubernetes RBAC), which this route needs; see docs/security.md for what each route asks"))
+			return false
+		}
+	}
+	return true
+}
+
 // readable refuses a sidecar that asks for another namespace's providers.
 func readable(c Caller, ns string) *httpapi.Problem {
 	if c.Admin || ns == c.Consumer.Namespace {
@@ -74,12 +105,25 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ns := r.URL.Query().Get("namespace")
-	if !caller.Admin && ns == "" {
+	switch {
+	case caller.User != "":
+		if ns != "" {
+			if err := registry.ValidateName("namespace", ns); err != nil {
+				httpapi.WriteProblem(w, httpapi.ValidationProblem(err))
+				return
+			}
+		}
+		if !s.permit(w, r, caller, listProviders(ns)) {
+			return
+		}
+	case !caller.Admin && ns == "":
 		ns = caller.Consumer.Namespace
-	}
-	if prob := readable(caller, ns); ns != "" && prob != nil {
-		httpapi.WriteProblem(w, prob)
-		return
+		fallthrough
+	default:
+		if prob := readable(caller, ns); ns != "" && prob != nil {
+			httpapi.WriteProblem(w, prob)
+			return
+		}
 	}
 	list, rev, err := s.store.List(r.Context())
 	if err != nil {
@@ -116,7 +160,11 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if prob := readable(caller, ns); prob != nil {
+	if caller.User != "" {
+		if !s.permit(w, r, caller, getProvider(ns, name)) {
+			return
+		}
+	} else if prob := readable(caller, ns); prob != nil {
 		httpapi.WriteProblem(w, prob)
 		return
 	}
@@ -318,7 +366,16 @@ func (s *Server) handleExplain(w http.ResponseWriter, r *http.Request) {
 	}
 	v := s.current.Load()
 	ex := registry.Explain(req.Consumer, dep, v.candidates(dep.Selector, req.Consumer.Namespace))
-	if !caller.Admin {
+	switch {
+	case caller.Admin:
+	case caller.User != "":
+		// A user who may list every namespace's providers sees every
+		// candidate; others see what a sidecar of the consumer's
+		// namespace would.
+		if all, err := caller.Allowed(r.Context(), listProviders("")); err != nil || !all {
+			ex.Visible(req.Consumer.Namespace)
+		}
+	default:
 		ex.Visible(caller.Consumer.Namespace)
 	}
 	httpapi.WriteJSON(w, http.StatusOK, ExplainResponse{Explanation: ex, Revision: v.revision})
@@ -337,7 +394,22 @@ func (s *Server) resolveRequest(w http.ResponseWriter, r *http.Request) (Resolve
 	if !ok {
 		return req, registry.Dependency{}, Caller{}, false
 	}
-	if !caller.Admin {
+	if caller.User != "" {
+		// A user resolves for any consumer of a namespace whose
+		// providers they may list: the answer shows no more than a
+		// sidecar of that namespace sees.
+		ns := req.Consumer.Namespace
+		if ns == "" {
+			ns = registry.DefaultNamespace
+		}
+		if err := registry.ValidateName("consumer.namespace", ns); err != nil {
+			httpapi.WriteProblem(w, httpapi.ValidationProblem(err))
+			return req, registry.Dependency{}, Caller{}, false
+		}
+		if !s.permit(w, r, caller, listProviders(ns)) {
+			return req, registry.Dependency{}, Caller{}, false
+		}
+	} else if !caller.Admin {
 		// A sidecar resolves for its own function only, as the control
 		// plane knows it (labels and service account included).
 		if (req.Consumer.Name != "" && req.Consumer.Name != caller.Consumer.Name) ||

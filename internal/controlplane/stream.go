@@ -303,6 +303,10 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, authProblem(err))
 		return
 	}
+	if caller.User != "" {
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusForbidden, "forbidden", "only a sidecar acknowledges its own stream; "+caller.User+" is a user"))
+		return
+	}
 	s.mu.Lock()
 	sess, ok := s.byToken[ack.Stream]
 	if ok && (subtle.ConstantTimeCompare([]byte(ack.Stream), []byte(sess.streamToken)) != 1 || sess.sidecarID != ack.SidecarID ||

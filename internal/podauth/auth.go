@@ -86,6 +86,10 @@ type Authenticator struct {
 
 	mu    sync.Mutex
 	cache map[[32]byte]cachedReview
+	// users and access remember users' TokenReviews and
+	// SubjectAccessReviews (users.go).
+	users  map[[32]byte]cachedUser
+	access map[accessKey]cachedAccess
 	// sources limits the reviews each remote address may cause.
 	sources map[string]*rate.Limiter
 }
@@ -126,7 +130,8 @@ func New(opts Options) (*Authenticator, error) {
 	if opts.ReviewBurst <= 0 {
 		opts.ReviewBurst = 20
 	}
-	a := &Authenticator{opts: opts, log: opts.Logger, cache: make(map[[32]byte]cachedReview), sources: make(map[string]*rate.Limiter)}
+	a := &Authenticator{opts: opts, log: opts.Logger, cache: make(map[[32]byte]cachedReview), sources: make(map[string]*rate.Limiter),
+		users: make(map[[32]byte]cachedUser), access: make(map[accessKey]cachedAccess)}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -149,9 +154,15 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request) (*cor
 	return a.authenticate(ctx, r)
 }
 
-// Caller verifies the request's bearer token and returns its pod as the
-// caller: never an admin, its own consumer and pod only.
+// Caller verifies the request's bearer token. A sidecar's token (its
+// claims name the audience) returns its pod as the caller: never an
+// admin, its own consumer and pod only. Any other token is a user's
+// (users.go): verified with the API server's own audience, allowed what
+// the user's RBAC allows, route by route.
 func (a *Authenticator) Caller(ctx context.Context, r *http.Request) (controlplane.Caller, error) {
+	if token, ok := bearer(r); ok && !isPodToken(token, a.opts.Audience) {
+		return a.userCaller(ctx, r, token)
+	}
 	pod, err := a.authenticate(ctx, r)
 	if err != nil {
 		return controlplane.Caller{}, err
@@ -224,6 +235,12 @@ func (a *Authenticator) identity(ctx context.Context, pod *corev1.Pod) (controlp
 // and is replaced by the pod; ownership is checked against the stored
 // provider.
 func (a *Authenticator) AuthorizeWrite(ctx context.Context, r *http.Request, p *registry.Provider) error {
+	if token, ok := bearer(r); ok && !isPodToken(token, a.opts.Audience) {
+		if _, err := a.reviewUser(ctx, token, sourceOf(r)); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %v", controlplane.ErrForbidden, errUserWrite)
+	}
 	pod, err := a.authenticate(ctx, r)
 	if err != nil {
 		return err
@@ -256,7 +273,7 @@ func (a *Authenticator) AuthorizeWrite(ctx context.Context, r *http.Request, p *
 func (a *Authenticator) authenticate(ctx context.Context, r *http.Request) (*corev1.Pod, error) {
 	token, ok := bearer(r)
 	if !ok {
-		return nil, fmt.Errorf("%w: send the pod's projected service-account token (audience %q) as Authorization: Bearer", controlplane.ErrUnauthenticated, a.opts.Audience)
+		return nil, fmt.Errorf("%w: send the pod's projected service-account token (audience %q), or a person's Kubernetes token (ddi --kubeconfig), as Authorization: Bearer", controlplane.ErrUnauthenticated, a.opts.Audience)
 	}
 	ref, err := a.review(ctx, token, sourceOf(r))
 	if err != nil {
