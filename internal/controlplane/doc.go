@@ -5,7 +5,9 @@
 // provider REST API the CLI and sidecars use for run-time registrations,
 // explanations of resolutions (registry.Explain), and the dependency graph:
 // as JSON, as server-sent events, and as a page whose assets are embedded
-// (dashboard/), for admin callers only.
+// (dashboard/), for admin callers and users whose permissions cover every
+// namespace. Users (Caller.User) are authorised route by route through
+// Caller.Allowed, by the Kubernetes permissions each route's answer needs.
 //
 // The same Server runs in `ddi dev` (embedded bbolt store, trusting
 // loopback callers) and inside `ddi controller` on Kubernetes (custom

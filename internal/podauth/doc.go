@@ -8,6 +8,16 @@
 //
 // A sidecar may write only run-time registrations owned by its own pod, in
 // its pod's namespace. Nothing here ever hands one pod's identity, bindings
-// or secrets to another. The package reads the API server; it writes
-// nothing but TokenReviews.
+// or secrets to another.
+//
+// People (the ddi CLI with a kubeconfig) present the bearer token their
+// kubeconfig presents to the API server. A token whose claims name the
+// sidecar audience is always a pod's; any other is verified by a
+// TokenReview with the API server's own audience, and the caller gets what
+// SubjectAccessReviews of the person's RBAC allow, route by route
+// (controlplane.Caller.Allowed). A person never writes, streams or
+// acknowledges, and is never an admin.
+//
+// The package reads the API server; it writes nothing but TokenReviews and
+// SubjectAccessReviews.
 package podauth
