@@ -39,6 +39,10 @@ const Finalizer = "servicebinding.ddi.dev/finalizer"
 // that names a kind the API server does not serve yet.
 const secretRetry = 5 * time.Second
 
+// conflictRetry is how soon a reconcile that lost a write race (a
+// workload or the ServiceBinding changed under it) runs again.
+const conflictRetry = 200 * time.Millisecond
+
 // EventRecorder records Events about an object.
 type EventRecorder interface {
 	Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...any)
@@ -169,8 +173,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	n, secret, err := r.bind(ctx, &sb)
 	res, err := r.report(ctx, &sb, n, secret, err)
 	if apierrors.IsConflict(err) {
-		// A newer version of an object is on its way through the watch.
-		return reconcile.Result{Requeue: true}, nil
+		// A newer version of an object is on its way through the watch;
+		// try again soon, quietly.
+		return reconcile.Result{RequeueAfter: conflictRetry}, nil
 	}
 	return res, err
 }
