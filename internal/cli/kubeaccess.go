@@ -57,6 +57,9 @@ func connectKube(ctx context.Context, kubeconfig, kubeContext, url, caFile strin
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = kubeconfig
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
+	if clientcmd.IsEmptyConfig(err) {
+		return nil, errors.New("no kubeconfig found (looked at --kubeconfig, $KUBECONFIG and ~/.kube/config): give --kubeconfig FILE, or drop --context and --control-plane kube to use a local control plane (`ddi dev`)")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read kubeconfig: %w (name one with --kubeconfig or KUBECONFIG, and a context with --context)", err)
 	}

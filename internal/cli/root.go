@@ -81,7 +81,7 @@ sends the same token there instead (your own kubectl port-forward, with
   ddi dev                       # run a local control plane
   ddi provider add greeter --type http --url http://127.0.0.1:9001 --version 1.0.0
   ddi run --name frontend --dep greeter=http@^1 -- ./frontend
-  ddi --context prod status        # the controller of a cluster, as yourself`,
+  ddi --context prod status     # the controller of a cluster, as yourself`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

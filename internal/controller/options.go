@@ -84,7 +84,9 @@ type Options struct {
 	StreamInsecure bool
 	// HealthAddr serves /healthz and /readyz; "0" disables it.
 	HealthAddr string
-	// MetricsAddr serves controller-runtime's metrics; "0" disables them.
+	// MetricsAddr serves /metrics over plain HTTP: controller-runtime's
+	// metrics and the control plane's (ddi_controlplane_*), one scrape
+	// for both; "0" disables it.
 	MetricsAddr string
 	// LeaderElection makes only one replica run the reconcilers; every
 	// replica serves the webhook and streams.
@@ -122,6 +124,9 @@ type Options struct {
 	// StreamListening, when set, is called with the stream listener's
 	// address once it is bound (tests listen on port 0).
 	StreamListening func(addr string)
+	// MetricsListening, when set, is called with the metrics listener's
+	// address once it is bound.
+	MetricsListening func(addr string)
 }
 
 // DefaultOptions returns the documented defaults: in-cluster, namespace
@@ -165,7 +170,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.StreamAddr, "stream-addr", o.StreamAddr, "address of the control plane API for sidecars (snapshot stream, registrations), served over TLS with the webhook's certificate")
 	fs.BoolVar(&o.StreamInsecure, "stream-insecure", o.StreamInsecure, "serve --stream-addr over plain HTTP (development only: pod tokens cross the network unencrypted; needs an http:// --sidecar-control-plane)")
 	fs.StringVar(&o.HealthAddr, "health-addr", o.HealthAddr, `address of /healthz and /readyz ("0" disables)`)
-	fs.StringVar(&o.MetricsAddr, "metrics-addr", o.MetricsAddr, `address of the controller metrics ("0" disables)`)
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", o.MetricsAddr, `address of /metrics, controller-runtime's and the control plane's metrics over plain HTTP ("0" disables)`)
 	fs.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection, "elect one replica to run the reconcilers")
 	fs.StringVar(&o.LeaderElectionIdentity, "leader-elect-identity", o.LeaderElectionIdentity, "this replica's holderIdentity in the leader election Lease (default: host name and a random suffix)")
 	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", o.LeaseDuration, "how long after its holder's last renewal another replica may take the leader election Lease")

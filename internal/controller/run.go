@@ -9,8 +9,11 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -29,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -114,6 +118,9 @@ func Run(ctx context.Context, o Options) error {
 	if err := addStreamListener(mgr, cp, o, sc.streamTLS, log); err != nil {
 		return fmt.Errorf("control plane listener: %w", err)
 	}
+	if err := addMetricsListener(mgr, cp, o, log); err != nil {
+		return fmt.Errorf("metrics listener: %w", err)
+	}
 	if err := setupReconcilers(mgr, cp, log); err != nil {
 		return err
 	}
@@ -195,8 +202,10 @@ func newManager(cfg *rest.Config, scheme *runtime.Scheme, lr logr.Logger, o Opti
 		Logger:                 lr,
 		WebhookServer:          crwebhook.NewServer(sc.webhook),
 		HealthProbeBindAddress: o.HealthAddr,
-		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
-		LeaderElection:         o.LeaderElection,
+		// addMetricsListener serves controller-runtime's registry
+		// together with the control plane's.
+		Metrics:        metricsserver.Options{BindAddress: "0"},
+		LeaderElection: o.LeaderElection,
 		// A replica that stops (a rollout, a deleted pod) hands the Lease
 		// over at once instead of leaving the reconcilers idle until it
 		// expires; the process ends when Run returns.
@@ -312,6 +321,40 @@ func addStreamListener(mgr manager.Manager, cp *controlplane.Server, o Options, 
 		// Every route but health and metrics authorises its caller by
 		// pod identity inside the control plane (podauth).
 		return serveStream(ctx, o.StreamAddr, cp.Handler(), streamTLS, log, o.StreamListening)
+	}))
+}
+
+// addMetricsListener serves /metrics on o.MetricsAddr, on every replica:
+// controller-runtime's registry (reconcilers, work queues, webhook, client,
+// Go and process) and the control plane's ddi_controlplane_* metrics, so
+// that one plain-HTTP scrape of the pod's metrics port covers both. The
+// control plane API keeps its own /metrics on the stream port.
+func addMetricsListener(mgr manager.Manager, cp *controlplane.Server, o Options, log *slog.Logger) error {
+	if o.MetricsAddr == "" || o.MetricsAddr == "0" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{ctrlmetrics.Registry, cp.Gatherer()}, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	return mgr.Add(everyReplica(func(ctx context.Context) error {
+		ln, err := net.Listen("tcp", o.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr %s: %w", o.MetricsAddr, err)
+		}
+		if o.MetricsListening != nil {
+			o.MetricsListening(ln.Addr().String())
+		}
+		log.Info("serving metrics", "addr", ln.Addr().String())
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
 	}))
 }
 

@@ -1,9 +1,28 @@
 package controlplane
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 )
+
+// Gatherer returns the control plane's own metrics (ddi_*), without the Go
+// and process metrics its registry also holds, for a process that serves
+// them beside other registries (the controller's metrics port).
+func (s *Server) Gatherer() prometheus.Gatherer {
+	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		all, err := s.reg.Gather()
+		out := all[:0]
+		for _, mf := range all {
+			if strings.HasPrefix(mf.GetName(), "ddi_") {
+				out = append(out, mf)
+			}
+		}
+		return out, err
+	})
+}
 
 type metrics struct {
 	streams       prometheus.Gauge
