@@ -710,6 +710,7 @@ func TestServiceBinding(t *testing.T) {
 		if m := message(got); !strings.Contains(m, "spec.env[0].name") || !strings.Contains(m, "bad") {
 			t.Errorf("Ready message %q does not name spec.env[0].name and the workload bad", m)
 		}
+		event(t, cp, sb, sbv1.ReasonInvalidMapping, "spec.env[0].name")
 		unchanged(t, cp, good)
 		unchanged(t, cp, bad)
 
