@@ -116,6 +116,10 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		if !s.permit(w, r, caller, listProviders(ns)) {
 			return
 		}
+	case !caller.Admin && caller.Consumer.Namespace == "":
+		// Neither admin, user nor sidecar: nothing to read.
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusForbidden, "forbidden", "the caller has no namespace"))
+		return
 	case !caller.Admin && ns == "":
 		ns = caller.Consumer.Namespace
 		fallthrough

@@ -148,3 +148,21 @@ func TestAccessString(t *testing.T) {
 		}
 	}
 }
+
+// nobodyCaller returns a caller that is neither admin, user nor sidecar.
+type nobodyCaller struct{ controlplane.Trusting }
+
+func (nobodyCaller) Caller(context.Context, *http.Request) (controlplane.Caller, error) {
+	return controlplane.Caller{}, nil
+}
+
+// TestNobodyReadsNothing: a caller without a namespace, admin rights or a
+// user's permissions reads nothing, rather than every namespace.
+func TestNobodyReadsNothing(t *testing.T) {
+	e := newEnvWith(t, func(o *controlplane.Options) { o.Auth = nobodyCaller{} })
+	for _, path := range []string{"/v1/providers", "/v1/providers?namespace=team-a", "/v1/providers/team-a/x", "/v1/graph"} {
+		if code, body := e.do(t, "GET", path, ""); code != http.StatusForbidden {
+			t.Errorf("GET %s as nobody = %d %s, want 403", path, code, body)
+		}
+	}
+}

@@ -132,9 +132,15 @@ func (a *Authenticator) reviewUser(ctx context.Context, token, source string) (a
 	}
 	var u authenticationv1.UserInfo
 	expires := now.Add(a.opts.CacheTTL)
-	if res.Status.Authenticated {
+	switch {
+	case res.Status.Authenticated && res.Status.User.Username == "":
+		// Caller.User must name someone: an empty one would read as no
+		// user at all.
+		err = fmt.Errorf("%w: the API server accepted the token but names no user", controlplane.ErrUnauthenticated)
+		expires = now.Add(refusalTTL)
+	case res.Status.Authenticated:
 		u = res.Status.User
-	} else {
+	default:
 		a.log.Info("user token refused", "reason", res.Status.Error)
 		err = fmt.Errorf("%w: the Kubernetes API server does not accept the token your kubeconfig sent (expired, or not for this cluster)", controlplane.ErrUnauthenticated)
 		expires = now.Add(refusalTTL)
