@@ -123,7 +123,7 @@ func (r *DependencySetReconciler) recordTransitions(ds *v1alpha1.DependencySet, 
 		w := was[d.Alias]
 		if d.Provider != "" && w.Provider != "" && d.Provider != w.Provider {
 			r.Events.Eventf(ds, nil, corev1.EventTypeNormal, "Rebound", "Resolve",
-				"%s now resolves to %s %s (was %s %s)", d.Alias, d.Provider, d.Version, w.Provider, w.Version)
+				"%s now resolves to %s (was %s)", d.Alias, withVersion(d.Provider, d.Version), withVersion(w.Provider, w.Version))
 		}
 	}
 }
@@ -278,6 +278,15 @@ func candidates(all []*registry.Provider, sel registry.Selector, ns string) []*r
 		}
 	}
 	return out
+}
+
+// withVersion is "namespace/name version", or the key alone without a
+// version.
+func withVersion(key, version string) string {
+	if version == "" {
+		return key
+	}
+	return key + " " + version
 }
 
 // explainReason maps an unresolved explanation to the status reason
