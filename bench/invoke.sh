@@ -39,16 +39,16 @@ wait_http() { for _ in $(seq 200); do curl -fsS -o /dev/null "$1" 2>/dev/null &&
 CP_PORT=$(free_port); SC_PORT=$(free_port); NGX_PORT=$(free_port); STOCK_PORT=$(free_port); FAST_PORT=$(free_port)
 taskset -c 1 "$DDI" --log-level error dev --data "$work/data" --listen 127.0.0.1:$CP_PORT & pids+=($!)
 wait_http http://127.0.0.1:$CP_PORT/readyz
-taskset -c 1 "$DDI" demo greeter --version 1.0.0 > "$work/greeter.out" & PROV_PID=$!; pids+=($PROV_PID)
+taskset -c 1 "$DDI" demo greeter --version 1.0.0 > "$work/greeter.out" 2>"$work/greeter.log" & PROV_PID=$!; pids+=($PROV_PID)
 for _ in $(seq 100); do grep -q listening "$work/greeter.out" 2>/dev/null && break; sleep 0.05; done
 PROVIDER=$(awk '{print $3}' "$work/greeter.out")
 "$DDI" --control-plane http://127.0.0.1:$CP_PORT provider add greeter --type http --version 1.0.0 --url "http://$PROVIDER" >/dev/null
-taskset -c 1 "$DDI" --control-plane http://127.0.0.1:$CP_PORT --log-level error sidecar --name bench --dep greeter=greeter --listen 127.0.0.1:$SC_PORT & SC_PID=$!; pids+=($SC_PID)
+taskset -c 1 "$DDI" --control-plane http://127.0.0.1:$CP_PORT --log-level error sidecar --name bench --dep greeter=greeter --listen 127.0.0.1:$SC_PORT 2>"$work/sidecar.log" & SC_PID=$!; pids+=($SC_PID)
 wait_http http://127.0.0.1:$SC_PORT/readyz
 
-taskset -c 1 "$work/stockproxy" -listen 127.0.0.1:$STOCK_PORT -upstream "http://$PROVIDER" 2>/dev/null & STOCK_PID=$!; pids+=($STOCK_PID)
+taskset -c 1 "$work/stockproxy" -listen 127.0.0.1:$STOCK_PORT -upstream "http://$PROVIDER" 2>"$work/stock.log" & STOCK_PID=$!; pids+=($STOCK_PID)
 wait_http http://127.0.0.1:$STOCK_PORT/
-taskset -c 1 "$work/fasthttpproxy" -listen 127.0.0.1:$FAST_PORT -upstream "$PROVIDER" 2>/dev/null & FAST_PID=$!; pids+=($FAST_PID)
+taskset -c 1 "$work/fasthttpproxy" -listen 127.0.0.1:$FAST_PORT -upstream "$PROVIDER" 2>"$work/fasthttp.log" & FAST_PID=$!; pids+=($FAST_PID)
 wait_http http://127.0.0.1:$FAST_PORT/
 
 mkdir -p "$work/nginx"
@@ -82,7 +82,10 @@ taskset -c 1 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" 2>"$work/nginx/s
 wait_http http://127.0.0.1:$NGX_PORT/
 NGX_WORKER=$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | head -1)
 
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+cpu_ticks() {
+  [ -r "/proc/$1/stat" ] || { echo "process $1 is gone; its log:" >&2; cat "$work"/*.log >&2 2>/dev/null; exit 1; }
+  awk '{print $14+$15}' "/proc/$1/stat"
+}
 rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 TICK=$(getconf CLK_TCK)
 
