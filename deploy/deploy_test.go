@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -34,13 +35,16 @@ func kubectl(t *testing.T) string {
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // render returns the objects `kubectl kustomize deploy/` renders.
-func render(t *testing.T) []*unstructured.Unstructured {
+func render(t *testing.T) []*unstructured.Unstructured { return renderDir(t, ".") }
+
+// renderDir returns the objects `kubectl kustomize` renders for dir.
+func renderDir(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	out, err := exec.Command(kubectl(t), "kustomize", ".").Output()
+	out, err := exec.Command(kubectl(t), "kustomize", "--load-restrictor=LoadRestrictionsNone", dir).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			t.Fatalf("kubectl kustomize deploy/: %v\n%s", err, ee.Stderr)
+			t.Fatalf("kubectl kustomize deploy/%s: %v\n%s", dir, err, ee.Stderr)
 		}
 		t.Fatal(err)
 	}
@@ -108,4 +112,23 @@ func TestKustomizeRendersAndApplies(t *testing.T) {
 	// the webhook configuration's selectors).
 	cp := kubetest.RunControlPlane(t, kubetest.Options{NoController: true, SkipCRDs: true})
 	create(t, cp, objs)
+}
+
+// TestLocalOverlayRendersTheBaseObjects: deploy/overlays/local lists the
+// base's files itself (kustomize refuses a base that contains its
+// overlay), so a file added to deploy/kustomization.yaml must be added
+// there too, or the local cluster runs without it.
+func TestLocalOverlayRendersTheBaseObjects(t *testing.T) {
+	ids := func(objs []*unstructured.Unstructured) []string {
+		var out []string
+		for _, o := range objs {
+			out = append(out, o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName())
+		}
+		slices.Sort(out)
+		return out
+	}
+	base, overlay := ids(render(t)), ids(renderDir(t, "overlays/local"))
+	if !slices.Equal(base, overlay) {
+		t.Errorf("deploy/overlays/local renders other objects than deploy/: keep its resources in step with deploy/kustomization.yaml\nbase:    %v\noverlay: %v", base, overlay)
+	}
 }
