@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"ddi.dev/ddi/api/v1alpha1"
@@ -53,12 +54,16 @@ func TestReplicasServeSidecars(t *testing.T) {
 			t.Fatalf("bindings on reconnecting to replica %d after the DependencySet was created = %s, want api,primary", other, got)
 		}
 
-		var ds v1alpha1.DependencySet
-		if err := cp.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "orders"}, &ds); err != nil {
-			t.Fatal(err)
-		}
-		ds.Spec.Dependencies[0].Alias = "main"
-		if err := cp.Client.Update(ctx, &ds); err != nil {
+		// The controller writes the object's status meanwhile: retry a
+		// conflicting update on a fresh read.
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			var ds v1alpha1.DependencySet
+			if err := cp.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "orders"}, &ds); err != nil {
+				return err
+			}
+			ds.Spec.Dependencies[0].Alias = "main"
+			return cp.Client.Update(ctx, &ds)
+		}); err != nil {
 			t.Fatal(err)
 		}
 		s.waitEnd(t, 20*time.Second, fmt.Sprintf("replica %d (not the leader), after DependencySet %s/orders changed", other, ns))
@@ -316,12 +321,14 @@ func (s *haStream) waitSnapshot(t *testing.T, d time.Duration, what string, ok f
 // setMotd sets Provider shop/api's config motd.
 func setMotd(t *testing.T, cp *kubetest.ControlPlane, v string) {
 	t.Helper()
-	var p v1alpha1.Provider
-	if err := cp.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "api"}, &p); err != nil {
-		t.Fatal(err)
-	}
-	p.Spec.Config["motd"] = v
-	if err := cp.Client.Update(t.Context(), &p); err != nil {
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var p v1alpha1.Provider
+		if err := cp.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "api"}, &p); err != nil {
+			return err
+		}
+		p.Spec.Config["motd"] = v
+		return cp.Client.Update(t.Context(), &p)
+	}); err != nil {
 		t.Fatal(err)
 	}
 }
