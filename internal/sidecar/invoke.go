@@ -15,6 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"ddi.dev/ddi/internal/httpapi"
 	"ddi.dev/ddi/internal/registry"
 )
@@ -38,6 +41,7 @@ type proxy struct {
 	timeout   time.Duration
 	metrics   *metrics
 	log       *slog.Logger
+	tracer    *invokeTracer // nil unless OTEL_* asks for traces (trace.go)
 }
 
 func newProxy(timeout time.Duration, m *metrics, log *slog.Logger) *proxy {
@@ -60,6 +64,7 @@ func newProxy(timeout time.Duration, m *metrics, log *slog.Logger) *proxy {
 		timeout:   timeout,
 		metrics:   m,
 		log:       log,
+		tracer:    newInvokeTracer(log),
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
@@ -84,6 +89,7 @@ type invocation struct {
 	rawPath    string // its escaped form when it differs, else ""
 	status     int    // status of the relayed response
 	result     string
+	spanned    bool // the context carries the invocation's client span
 
 	// Set by the client trace of an attempt that may be retried.
 	sent     atomic.Bool // a connection was obtained: the request may have reached the provider
@@ -114,6 +120,11 @@ func (s *Sidecar) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 	}
 	inv := &invocation{Context: ctx, dependency: name, pool: pl, path: path, rawPath: rawPath}
+	var span trace.Span
+	if tr := s.proxy.tracer; tr != nil {
+		inv.Context, span = tr.start(ctx, propagation.HeaderCarrier(r.Header), name, r.Method)
+		inv.spanned = true
+	}
 	defer func() {
 		cancel()
 		if inv.result == "" {
@@ -129,6 +140,9 @@ func (s *Sidecar) handleInvoke(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		pl.counters[resultIndex(inv.result)].Inc()
+		if span != nil {
+			s.proxy.tracer.end(span, inv.status, inv.result, nil)
+		}
 	}()
 	s.proxy.rp.ServeHTTP(w, r.WithContext(inv))
 }
@@ -225,6 +239,10 @@ func rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = ""
 	pr.Out.Header.Del("Ddi-Timeout")
 	pr.SetXForwarded()
+	if inv.spanned {
+		// The provider's parent is the sidecar's client span.
+		propagation.TraceContext{}.Inject(inv.Context, propagation.HeaderCarrier(pr.Out.Header))
+	}
 }
 
 // isUpgrade reports whether h asks for a protocol upgrade (WebSocket).

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -155,6 +156,8 @@ type fastConn struct {
 	body      []byte // the request body copier's buffer
 	rbuf      []byte // the response body relay's buffer
 	cr        chunkedReader
+	traced    bool        // trace holds the trace context sent upstream
+	trace     traceFields // (trace.go)
 }
 
 var clientReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, clientBufSize) }}
@@ -316,6 +319,7 @@ type exchange struct {
 	bodyStarted  bool // some of the body left the client buffer: no replay
 	status       int
 	result       string
+	endpoint     *endpoint // of the last attempt
 	closeClient  bool
 	bodyFinished chan error // the streaming body copier's result
 }
@@ -357,6 +361,14 @@ func (fc *fastConn) invoke(headLen int) action {
 	}
 	x := &exchange{dependency: name, pool: pl, tail: invokeTail(h.target), deadline: start.Add(timeout), policy: retryOf(string(h.method))}
 	_ = fc.c.SetDeadline(x.deadline)
+	fc.traced = false
+	if tr := s.proxy.tracer; tr != nil {
+		fc.trace = traceFields{in: h}
+		ctx, span := tr.start(context.Background(), &fc.trace, name, string(h.method))
+		tr.prop.Inject(ctx, &fc.trace)
+		fc.traced = true
+		defer func() { tr.end(span, x.status, x.result, x.endpoint) }()
+	}
 	defer func() {
 		pl.counters[resultIndex(x.result)].Inc()
 		fc.fs.route.observe(x.status, start)
@@ -513,6 +525,7 @@ func (fc *fastConn) attempt(x *exchange, ep *endpoint, now time.Time, fresh bool
 	// A request that may not be sent twice is sent on a connection the
 	// provider has not closed meanwhile (safe methods are sent again on a
 	// new connection instead, see errRetryStale).
+	x.endpoint = ep
 	var up *upConn
 	if !fresh {
 		up = ep.conns.get(now, x.policy != retryUnanswered || x.streamed)
@@ -770,6 +783,8 @@ func (fc *fastConn) appendRequestHead(b []byte, x *exchange, ep *endpoint) []byt
 			equalFold(f.name, "Ddi-Timeout"), equalFold(f.name, "X-Forwarded-For"),
 			equalFold(f.name, "X-Forwarded-Proto"), equalFold(f.name, "X-Forwarded-Host"), equalFold(f.name, "Forwarded"):
 			continue
+		case fc.traced && (equalFold(f.name, "traceparent") || equalFold(f.name, "tracestate")):
+			continue // replaced by the sidecar's span
 		case equalFold(f.name, "Authorization"):
 			hasAuth = true
 		}
@@ -777,6 +792,14 @@ func (fc *fastConn) appendRequestHead(b []byte, x *exchange, ep *endpoint) []byt
 	}
 	if ep.auth != "" && !hasAuth {
 		b = append(append(append(b, "Authorization: "...), ep.auth...), "\r\n"...)
+	}
+	if fc.traced {
+		if fc.trace.traceparent != "" {
+			b = append(append(append(b, "traceparent: "...), fc.trace.traceparent...), "\r\n"...)
+		}
+		if fc.trace.tracestate != "" {
+			b = append(append(append(b, "tracestate: "...), fc.trace.tracestate...), "\r\n"...)
+		}
 	}
 	if fc.remoteIP != "" {
 		b = append(append(append(b, "X-Forwarded-For: "...), fc.remoteIP...), "\r\n"...)

@@ -209,6 +209,9 @@ func (s *Sidecar) Serve(ctx context.Context, ln net.Listener) error {
 	stop()
 	wg.Wait()
 	s.proxy.close()
+	tctx, tcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	s.proxy.tracer.shutdown(tctx) // the spans still queued
+	tcancel()
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
 	}
