@@ -1,7 +1,7 @@
 package sidecar
 
 import (
-	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,38 +11,54 @@ import (
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"ddi.dev/ddi/internal/registry"
 )
 
 // TestInvokeTracing runs a sidecar with OTEL_EXPORTER_OTLP_ENDPOINT aimed
-// at a real OTLP/HTTP receiver: every invocation, on the fast path and on
+// at a real OTLP/HTTP receiver (decoding with the OTLP protobuf package's
+// strict JSON mapping), with a header from OTEL_EXPORTER_OTLP_HEADERS: every invocation, on the fast path and on
 // the net/http path, exports one client span that is a child of the
 // caller's traceparent, and the provider's traceparent names that span.
 func TestInvokeTracing(t *testing.T) {
-	spans := make(chan *tracepb.Span, 16)
+	type ids struct{ TraceID, SpanID, ParentSpanID string }
+	type exported struct {
+		span *tracepb.Span
+		ids  ids // as sent: OTLP/JSON ids are hex, not proto3 JSON's base64
+	}
+	spans := make(chan exported, 16)
 	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		if got := r.Header.Get("X-Tenant"); got != "team a" {
+			t.Errorf("export header X-Tenant = %q, want \"team a\" (OTEL_EXPORTER_OTLP_HEADERS)", got)
+		}
+		// Strict OTLP/JSON decoding: an unknown field or a wrong type
+		// fails, as it would in a collector.
 		var req coltracepb.ExportTraceServiceRequest
-		if r.URL.Path != "/v1/traces" || proto.Unmarshal(body, &req) != nil {
+		if err := protojson.Unmarshal(body, &req); r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/json" || err != nil {
+			t.Errorf("bad export to %s (%s): %v: %s", r.URL.Path, r.Header.Get("Content-Type"), err, body)
 			http.Error(w, "bad export", http.StatusBadRequest)
 			return
 		}
-		for _, rs := range req.ResourceSpans {
-			for _, ss := range rs.ScopeSpans {
-				for _, sp := range ss.Spans {
-					spans <- sp
+		var raw struct {
+			ResourceSpans []struct{ ScopeSpans []struct{ Spans []ids } }
+		}
+		_ = json.Unmarshal(body, &raw)
+		for i, rs := range req.ResourceSpans {
+			for j, ss := range rs.ScopeSpans {
+				for k, sp := range ss.Spans {
+					spans <- exported{sp, raw.ResourceSpans[i].ScopeSpans[j].Spans[k]}
 				}
 			}
 		}
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		b, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-		w.Write(b)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, "{}")
 	}))
 	t.Cleanup(collector.Close)
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=team%20a")
 
 	seen := make(chan string, 16)
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -74,16 +90,17 @@ func TestInvokeTracing(t *testing.T) {
 			if code := tt.send(); code != 200 {
 				t.Fatalf("invoke = %d, want 200", code)
 			}
-			var sp *tracepb.Span
+			var e exported
 			select {
-			case sp = <-spans:
+			case e = <-spans:
 			case <-time.After(10 * time.Second):
 				t.Fatal("no span exported within 10s")
 			}
-			if got := hex.EncodeToString(sp.TraceId); got != traceID {
+			sp := e.span
+			if got := e.ids.TraceID; got != traceID {
 				t.Errorf("span trace id = %s, want the caller's %s", got, traceID)
 			}
-			if got := hex.EncodeToString(sp.ParentSpanId); got != parentID {
+			if got := e.ids.ParentSpanID; got != parentID {
 				t.Errorf("span parent = %s, want the caller's span %s", got, parentID)
 			}
 			if sp.Kind != tracepb.Span_SPAN_KIND_CLIENT || sp.Name != "invoke greeter" {
@@ -98,7 +115,7 @@ func TestInvokeTracing(t *testing.T) {
 					t.Errorf("span attribute %s = %q, want %s", k, attrs[k], want)
 				}
 			}
-			want := "00-" + traceID + "-" + hex.EncodeToString(sp.SpanId) + "-01 congo=t61rcWkgMzE"
+			want := "00-" + traceID + "-" + e.ids.SpanID + "-01 congo=t61rcWkgMzE"
 			if got := <-seen; got != want {
 				t.Errorf("provider's trace context = %q, want %q (the sidecar's span as parent)", got, want)
 			}
