@@ -51,8 +51,13 @@ func (s *Sidecar) routes() http.Handler {
 	})
 	invoke := s.metrics.instrument("/v1/invoke/{name}/{path...}", http.HandlerFunc(s.handleInvoke))
 	s.invokeRoute = invoke
-	isInvoke := func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, invokePrefix) }
+	grpcRoute := s.metrics.instrument("grpc", http.HandlerFunc(s.handleGRPC))
+	isInvoke := func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, invokePrefix) || isGRPC(r) }
 	return httpapi.LocalOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isGRPC(r) {
+			grpcRoute.ServeHTTP(w, r)
+			return
+		}
 		if isInvoke(r) {
 			invoke.ServeHTTP(w, r)
 			return

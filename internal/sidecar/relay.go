@@ -237,6 +237,9 @@ func (fc *fastConn) loop() action {
 			}
 			return closeConn
 		}
+		if bytes.HasPrefix(raw, []byte("PRI * HTTP/2.0\r\n")) {
+			return handOff // HTTP/2 without TLS (gRPC): net/http
+		}
 		fc.hbuf = append(fc.hbuf[:0], raw...)
 		fc.req.reset()
 		rest, herr := parseRequestLine(fc.hbuf, &fc.req)

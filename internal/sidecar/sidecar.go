@@ -28,6 +28,7 @@ type Sidecar struct {
 	metrics *metrics
 	stream  *streamer
 	proxy   *proxy
+	grpc    *grpcProxy
 	regs    *registrar
 	files   *projector // nil when BindingRoot is empty
 	deps    map[string]registry.Dependency
@@ -92,6 +93,7 @@ func New(cfg Config, logger *slog.Logger) (*Sidecar, error) {
 		podInfoInterval:  cfg.PodInfoInterval,
 	}
 	s.proxy = newProxy(cfg.InvokeTimeout, s.metrics, logger.With("component", "invoke"))
+	s.grpc = newGRPCProxy(s.proxy)
 	s.stream.onApply = s.proxy.endpoints.prune
 	host, _ := os.Hostname()
 	s.regs = newRegistrar(cl, cfg.Consumer.Namespace, registrationOwner(cfg.Consumer, host), cfg.RegistrationTTL, s.metrics, logger.With("component", "registrations"))
@@ -171,6 +173,10 @@ func (s *Sidecar) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	// HTTP/1.1, and HTTP/2 without TLS (prior knowledge) for gRPC calls.
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { s.stream.run(bg) })
@@ -209,6 +215,7 @@ func (s *Sidecar) Serve(ctx context.Context, ln net.Listener) error {
 	stop()
 	wg.Wait()
 	s.proxy.close()
+	s.grpc.transport.CloseIdleConnections()
 	tctx, tcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	s.proxy.tracer.shutdown(tctx) // the spans still queued
 	tcancel()
