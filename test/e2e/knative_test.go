@@ -596,7 +596,7 @@ spec:
 					c.checkBindingsAtStart(t, &pod, "greeter")
 				}
 				if r == 0 {
-					rep.ColdTimeline[svc] = c.timeline(t, &pod)
+					rep.ColdTimeline[svc] = c.timeline(t, &pod, cl)
 					t.Logf("%s: %s", svc, rep.ColdTimeline[svc])
 				}
 			}
@@ -827,15 +827,14 @@ func (c *localCluster) checkBindingsAtStart(t *testing.T, pod *corev1.Pod, alias
 	}
 }
 
-// timeline is one pod's start-up, in seconds after the pod was created:
+// timeline is one cold start, in seconds after the request was sent:
 // when the sidecar logged that it listens and that its first snapshot was
-// applied (when it has one), when the function's process logged its first
-// line, and when the pod turned Ready. Log times are the kubelet's
-// (nanoseconds); the pod's creation and Ready times have whole seconds.
-func (c *localCluster) timeline(t *testing.T, pod *corev1.Pod) string {
+// applied (when the pod has one), when the function's process logged its
+// first line, and when the answer came back. Log times are the kubelet's
+// (nanoseconds), on the same clock as the test.
+func (c *localCluster) timeline(t *testing.T, pod *corev1.Pod, cl call) string {
 	t.Helper()
-	created := pod.CreationTimestamp.Time
-	at := func(when time.Time) string { return fmt.Sprintf("%.2f s", when.Sub(created).Seconds()) }
+	at := func(when time.Time) string { return fmt.Sprintf("%.3f s", when.Sub(cl.start).Seconds()) }
 	var parts []string
 	if container(pod, "ddi-sidecar") != nil || slices.ContainsFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == "ddi-sidecar" }) {
 		logs := c.containerLogs(t, pod.Namespace, pod.Name, "ddi-sidecar")
@@ -850,12 +849,7 @@ func (c *localCluster) timeline(t *testing.T, pod *corev1.Pod) string {
 			break
 		}
 	}
-	for _, cond := range pod.Status.Conditions {
-		if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
-			parts = append(parts, "pod Ready "+at(cond.LastTransitionTime.Time))
-		}
-	}
-	return strings.Join(parts, ", ")
+	return strings.Join(append(parts, "answered "+at(cl.end)), ", ")
 }
 
 // firstLogTime returns the kubelet timestamp of the first log line that
