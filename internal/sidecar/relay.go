@@ -342,6 +342,9 @@ func (fc *fastConn) invoke(headLen int) action {
 		fc.refuse(p, false)
 		return closeConn
 	}
+	if rawNameHasSlash(h.target) {
+		return handOff // a name with an escaped "/": net/http splits it as it always did
+	}
 	name, path, err := invokeTarget(h.target)
 	if err != nil {
 		_, _ = fc.br.Discard(headLen)
@@ -421,6 +424,22 @@ func invokeTarget(target []byte) (name, path string, err error) {
 		return string(p[:i]), string(p[i:]), nil
 	}
 	return string(p), "", nil
+}
+
+// rawNameHasSlash reports whether the name segment of an invoke target
+// holds an escaped "/" (%2F), which decodes into a path separator.
+func rawNameHasSlash(target []byte) bool {
+	rest := target[len(invokePrefix):]
+	if i := bytes.IndexAny(rest, "/?"); i >= 0 {
+		rest = rest[:i]
+	}
+	for i := bytes.IndexByte(rest, '%'); i >= 0 && i+2 < len(rest); i = bytes.IndexByte(rest, '%') {
+		if rest[i+1] == '2' && (rest[i+2] == 'F' || rest[i+2] == 'f') {
+			return true
+		}
+		rest = rest[i+1:]
+	}
+	return false
 }
 
 // invokeTail returns the part of an invoke target after the dependency

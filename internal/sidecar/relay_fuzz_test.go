@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -25,6 +26,8 @@ func FuzzRelayRequest(f *testing.F) {
 		"GET / HTTP/1.1\r\nHost: h\r\nConnection: close, X-A\r\nX-A: 1\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: h\r\n folded\r\n\r\n",
 		"GET / HTTP/1.0\r\n\r\n",
+		"GET /v1/invoke/gr%65eter/a%2Fb/c?q=%20 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+		"GET /v1/invoke/gre%2Feter/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -53,9 +56,27 @@ func FuzzRelayRequest(f *testing.F) {
 		if err != nil || h.hosts != 1 {
 			return // refused with 400
 		}
-		name, path, _ := splitInvokePath(u)
+		name, path, rawPath := splitInvokePath(u)
 		if gotName, gotPath, err := invokeTarget(h.target); err != nil || gotName != name || gotPath != path {
 			t.Errorf("invokeTarget(%q) = %q, %q, %v; net/url reads %q, %q", h.target, gotName, gotPath, err, name, path)
+		}
+		// What the fast path forwards is what the net/http path forwards
+		// (its escaped path and the query), unless it hands the request over.
+		if !rawNameHasSlash(h.target) {
+			want := rawPath
+			if want == "" {
+				want = (&url.URL{Path: path}).EscapedPath()
+			}
+			if want == "" {
+				want = "/"
+			}
+			if u.RawQuery != "" || u.ForceQuery {
+				want += "?" + u.RawQuery
+			}
+			tail := invokeTail(h.target)
+			if unescaped, err := url.PathUnescape(strings.SplitN(tail, "?", 2)[0]); err != nil || unescaped != max(path, "/") {
+				t.Errorf("invokeTail(%q) = %q decodes to %q (%v), want the path %q (net/http path sends %q)", h.target, tail, unescaped, err, path, want)
+			}
 		}
 		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(data)))
 		if err != nil {
