@@ -199,14 +199,26 @@ func (fs *fastServer) serve(c net.Conn) {
 	clientReaders.Put(br)
 }
 
-// handedConn is a connection handed to net/http: reads go through the
-// buffer that already holds the start of the next request.
+// handedConn is a connection handed to net/http: reads drain the buffer
+// that holds the start of the next request, then go to the connection
+// itself and the buffer is recycled. (net/http never reads a connection
+// from two goroutines at once.)
 type handedConn struct {
 	net.Conn
 	br *bufio.Reader
 }
 
-func (h *handedConn) Read(p []byte) (int, error) { return h.br.Read(p) }
+func (h *handedConn) Read(p []byte) (int, error) {
+	if h.br != nil {
+		if h.br.Buffered() > 0 {
+			return h.br.Read(p)
+		}
+		h.br.Reset(nil)
+		clientReaders.Put(h.br)
+		h.br = nil
+	}
+	return h.Conn.Read(p)
+}
 
 // CloseWrite half-closes the connection, which net/http does before it
 // closes a connection with unread input (so the answer is not lost to a
