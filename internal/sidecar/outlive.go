@@ -24,13 +24,19 @@ type activity struct {
 	lastEnd  atomic.Int64 // UnixNano
 }
 
+// begin and end bracket one request: net/http's (wrap) or the invoke fast
+// path's.
+func (a *activity) begin() { a.inflight.Add(1) }
+
+func (a *activity) end() {
+	a.lastEnd.Store(time.Now().UnixNano())
+	a.inflight.Add(-1)
+}
+
 func (a *activity) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.inflight.Add(1)
-		defer func() {
-			a.lastEnd.Store(time.Now().UnixNano())
-			a.inflight.Add(-1)
-		}()
+		a.begin()
+		defer a.end()
 		h.ServeHTTP(w, r)
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -94,5 +95,35 @@ func TestOutliveAppConfig(t *testing.T) {
 	var fe *registry.FieldError
 	if !errors.As(err, &fe) || fe.Field != "AppPorts[1]" {
 		t.Errorf("Validate() with app port 70000 = %v, want a FieldError for AppPorts[1]", err)
+	}
+}
+
+// TestOutliveAppCountsInvocations: calls through the invoke fast path keep
+// the sidecar up after SIGTERM as API requests do.
+func TestOutliveAppCountsInvocations(t *testing.T) {
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer provider.Close()
+	f := newFakeCP(t)
+	cfg := testConfig(f)
+	cfg.OutliveApp = true
+	cfg.OutliveQuiet = 300 * time.Millisecond
+	ts := startConnected(t, f, cfg, []registry.Binding{greeterBinding(provider.URL)}, nil)
+
+	stopped := stopAsync(ts)
+	for range 10 {
+		time.Sleep(100 * time.Millisecond)
+		if code, body, _ := do(t, http.MethodGet, ts.url+"/v1/invoke/greeter/", ""); code != http.StatusOK {
+			t.Fatalf("GET /v1/invoke/greeter/ during the shutdown = %d %s, want 200", code, body)
+		}
+	}
+	select {
+	case <-stopped:
+		t.Fatal("the sidecar stopped while the function kept invoking through it")
+	default:
+	}
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the sidecar did not stop within 5s of the last invocation")
 	}
 }

@@ -344,6 +344,10 @@ type exchange struct {
 func (fc *fastConn) invoke(headLen int) action {
 	start := time.Now()
 	s, h := fc.fs.s, &fc.req
+	if s.cfg.OutliveApp {
+		s.activity.begin()
+		defer s.activity.end()
+	}
 	if h.hosts != 1 {
 		_, _ = fc.br.Discard(headLen)
 		fc.refuse(httpapi.FieldProblem("Host", "an HTTP/1.1 request needs exactly one Host header"), false)
