@@ -56,6 +56,7 @@ its heap is tiny, and collecting less often saves CPU per proxied request.`,
 			envDefault(cmd.Flags(), "control-plane-ca-file", "DDI_CONTROL_PLANE_CA_FILE")
 			envDefault(cmd.Flags(), "podinfo-dir", "DDI_PODINFO_DIR")
 			envDefault(cmd.Flags(), "outlive-app", "DDI_OUTLIVE_APP")
+			envDefault(cmd.Flags(), "metrics-listen", "DDI_METRICS_LISTEN")
 			envDefault(cmd.Flags(), "app-ports", "DDI_APP_PORTS")
 			if cfg.CAFile == "" {
 				// The injector hands the CA over in the environment itself.
@@ -103,6 +104,7 @@ its heap is tiny, and collecting less often saves CPU per proxied request.`,
 	f.StringVar(&cfg.PodInfoDir, "podinfo-dir", "", "the pod's downward-API folder (files labels, annotations): when they change, reconnect so the control plane identifies the pod again ($DDI_PODINFO_DIR)")
 	f.StringVar(&cfg.TokenFile, "token-file", "", "file holding the bearer token for the control plane, re-read on every connect ($DDI_TOKEN_FILE)")
 	f.DurationVar(&cfg.InvokeTimeout, "invoke-timeout", sidecar.DefaultInvokeTimeout, "default timeout of /v1/invoke requests")
+	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "also serve GET /metrics, and nothing else, on this address (for example :9471, every address of the pod) for a cluster's Prometheus; empty: none ($DDI_METRICS_LISTEN; the injector sets :9471)")
 	f.BoolVar(&cfg.OutliveApp, "outlive-app", false, "on SIGTERM, keep serving until the function has exited: none of --app-ports accepts a connection and the API has been idle for --outlive-quiet ($DDI_OUTLIVE_APP; the injector sets it for plain-container sidecars)")
 	f.IntSliceVar(&cfg.AppPorts, "app-ports", nil, "the function's TCP ports, watched on loopback with --outlive-app ($DDI_APP_PORTS, comma-separated)")
 	f.DurationVar(&cfg.OutliveQuiet, "outlive-quiet", sidecar.DefaultOutliveQuiet, "with --outlive-app: how long the function must look gone before the sidecar stops")

@@ -19,6 +19,7 @@ import (
 const (
 	DefaultImage           = "ghcr.io/ddi-dev/ddi-sidecar:v0.1.0"
 	DefaultPort            = wellknown.SidecarPort
+	DefaultMetricsPort     = 9471
 	DefaultControlPlaneURL = "https://ddi-controller.ddi-system.svc:7470"
 	DefaultLogLevel        = "info"
 	DefaultBindingRoot     = "/bindings"
@@ -33,6 +34,11 @@ type Config struct {
 	Image string
 	// Port is the loopback port the sidecar listens on.
 	Port int32
+	// MetricsPort is where the sidecar serves GET /metrics, and nothing
+	// else, on the pod's IP, so that a cluster's Prometheus can scrape it
+	// (the prometheus.io annotations say so unless the pod sets its own).
+	// 0 turns it off.
+	MetricsPort int32
 	// ControlPlaneURL is where the sidecar streams its snapshots from.
 	ControlPlaneURL string
 	// ControlPlaneCA is the PEM bundle of the CAs the sidecar trusts for
@@ -68,6 +74,7 @@ func DefaultConfig() Config {
 	return Config{
 		Image:           DefaultImage,
 		Port:            DefaultPort,
+		MetricsPort:     DefaultMetricsPort,
 		ControlPlaneURL: DefaultControlPlaneURL,
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{
@@ -95,6 +102,13 @@ func (c Config) Validate() error {
 	}
 	if err := validatePort(c.Port); err != nil {
 		errs = append(errs, fmt.Errorf("port: %w", err))
+	}
+	if c.MetricsPort != 0 {
+		if err := validatePort(c.MetricsPort); err != nil {
+			errs = append(errs, fmt.Errorf("metrics port: %w", err))
+		} else if c.MetricsPort == c.Port {
+			errs = append(errs, fmt.Errorf("metrics port: %d is the sidecar's API port: choose another (default %d), or 0 for none", c.MetricsPort, DefaultMetricsPort))
+		}
 	}
 	port, err := controlPlanePort(c.ControlPlaneURL)
 	if err != nil {

@@ -17,6 +17,9 @@ const (
 	AnnotationSidecarImage = "ddi.dev/sidecar-image"
 	// AnnotationSidecarPort overrides Config.Port for one pod.
 	AnnotationSidecarPort = "ddi.dev/sidecar-port"
+	// AnnotationMetricsPort overrides Config.MetricsPort for one pod; "0"
+	// turns the metrics listener off.
+	AnnotationMetricsPort = "ddi.dev/sidecar-metrics-port"
 	// AnnotationCPURequest and the three keys after it override one value
 	// of Config.Resources for one pod. The value is a Kubernetes quantity.
 	AnnotationCPURequest    = "ddi.dev/sidecar-cpu-request"
@@ -88,6 +91,8 @@ const (
 	// the function when the pod stops (sidecar.Config.OutliveApp).
 	EnvOutliveApp = "DDI_OUTLIVE_APP"
 	EnvAppPorts   = "DDI_APP_PORTS"
+	// EnvMetricsListen is the sidecar's metrics-only listener on the pod IP.
+	EnvMetricsListen = "DDI_METRICS_LISTEN"
 )
 
 // AnnotationDefaultContainer is kubectl's: the container that `kubectl logs`

@@ -52,3 +52,20 @@ func defaultContainer(meta *metav1.ObjectMeta, name string) {
 	}
 	meta.Annotations[AnnotationDefaultContainer] = name
 }
+
+// scrapeAnnotations tells a cluster's Prometheus (the conventional
+// prometheus.io annotations) to scrape the sidecar's metrics listener,
+// unless the pod already names a scrape target of its own, which wins.
+func scrapeAnnotations(meta *metav1.ObjectMeta, port int32) {
+	for k := range meta.Annotations {
+		if strings.HasPrefix(k, "prometheus.io/") {
+			return
+		}
+	}
+	if meta.Annotations == nil {
+		meta.Annotations = map[string]string{}
+	}
+	meta.Annotations["prometheus.io/scrape"] = "true"
+	meta.Annotations["prometheus.io/port"] = strconv.Itoa(int(port))
+	meta.Annotations["prometheus.io/path"] = "/metrics"
+}

@@ -51,6 +51,9 @@ func inject(meta *metav1.ObjectMeta, spec *corev1.PodSpec, cfg Config, t target)
 	if s.mode == ModeOrdered && len(apps) > 0 {
 		defaultContainer(m, apps[0].Name)
 	}
+	if s.metricsPort != 0 {
+		scrapeAnnotations(m, s.metricsPort)
+	}
 	annotate(m, cfg)
 	*meta, *spec = *m, *sp
 	return true, nil

@@ -48,6 +48,7 @@ const (
 type settings struct {
 	image        string
 	port         int32
+	metricsPort  int32 // 0: none
 	mode         string
 	resources    corev1.ResourceRequirements
 	logLevel     string
@@ -60,11 +61,12 @@ type settings struct {
 // reported, each naming its annotation.
 func podSettings(meta *metav1.ObjectMeta, spec *corev1.PodSpec, cfg Config, t target) (settings, error) {
 	s := settings{
-		image:     cfg.Image,
-		port:      cfg.Port,
-		mode:      ModeContainer,
-		resources: *cfg.Resources.DeepCopy(),
-		logLevel:  cfg.LogLevel,
+		image:       cfg.Image,
+		port:        cfg.Port,
+		metricsPort: cfg.MetricsPort,
+		mode:        ModeContainer,
+		resources:   *cfg.Resources.DeepCopy(),
+		logLevel:    cfg.LogLevel,
 	}
 	runsToCompletion := spec.RestartPolicy != "" && spec.RestartPolicy != corev1.RestartPolicyAlways
 	switch {
@@ -132,10 +134,34 @@ func podSettings(meta *metav1.ObjectMeta, spec *corev1.PodSpec, cfg Config, t ta
 			}
 		}
 	}
+	if v, ok := a[AnnotationMetricsPort]; ok {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
+		switch {
+		case err != nil:
+			bad(AnnotationMetricsPort, fmt.Errorf("%q is not a port number (0 turns the metrics listener off)", v))
+		case n == 0:
+			s.metricsPort = 0
+		default:
+			if err := validatePort(int32(n)); err != nil {
+				bad(AnnotationMetricsPort, err)
+			} else {
+				s.metricsPort = int32(n)
+			}
+		}
+	}
+	if s.metricsPort != 0 && s.metricsPort == s.port {
+		bad(AnnotationMetricsPort, fmt.Errorf("%d is the sidecar's API port: choose another, or 0 for none", s.metricsPort))
+	}
 	for _, c := range append(append([]corev1.Container(nil), spec.InitContainers...), spec.Containers...) {
 		for _, p := range c.Ports {
-			if p.ContainerPort == s.port && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) {
+			if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+				continue
+			}
+			if p.ContainerPort == s.port {
 				errs = append(errs, fmt.Errorf("container %q declares port %d, which the ddi sidecar listens on: set annotation %s to a free port", c.Name, s.port, AnnotationSidecarPort))
+			}
+			if s.metricsPort != 0 && p.ContainerPort == s.metricsPort {
+				errs = append(errs, fmt.Errorf("container %q declares port %d, where the ddi sidecar serves its metrics: set annotation %s to a free port, or to 0 for none", c.Name, s.metricsPort, AnnotationMetricsPort))
 			}
 		}
 	}

@@ -17,7 +17,7 @@ func TestPodSettingsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := settings{
-		image: DefaultImage, port: DefaultPort, mode: ModeOrdered, logLevel: DefaultLogLevel,
+		image: DefaultImage, port: DefaultPort, metricsPort: DefaultMetricsPort, mode: ModeOrdered, logLevel: DefaultLogLevel,
 		resources: DefaultConfig().Resources,
 	}
 	if diff := cmp.Diff(want, s, cmp.AllowUnexported(settings{}), quantityEqual); diff != "" {
@@ -32,6 +32,7 @@ func TestPodSettingsOverrides(t *testing.T) {
 		AnnotationSidecarMode:   ModeContainer,
 		AnnotationSidecarImage:  "mirror.example/ddi:v0.1.0",
 		AnnotationSidecarPort:   "7600",
+		AnnotationMetricsPort:   "0",
 		AnnotationCPURequest:    "50m",
 		AnnotationCPULimit:      "0.5",
 		AnnotationMemoryRequest: "32Mi",
@@ -122,6 +123,14 @@ func TestPodSettingsBadAnnotations(t *testing.T) {
 		target      target
 		want        string
 	}{
+		{name: "metrics port not a number", annotations: map[string]string{AnnotationMetricsPort: "metrics"},
+			want: `annotation ddi.dev/sidecar-metrics-port: "metrics" is not a port number (0 turns the metrics listener off)`},
+		{name: "metrics port reserved", annotations: map[string]string{AnnotationMetricsPort: "15020"},
+			want: `annotation ddi.dev/sidecar-metrics-port: 15020 is reserved by Istio`},
+		{name: "metrics port is the API port", annotations: map[string]string{AnnotationMetricsPort: "7471"},
+			want: `annotation ddi.dev/sidecar-metrics-port: 7471 is the sidecar's API port`},
+		{name: "metrics port taken by a container", spec: &corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Ports: []corev1.ContainerPort{{ContainerPort: DefaultMetricsPort}}}}},
+			want: `container "app" declares port 9471, where the ddi sidecar serves its metrics: set annotation ddi.dev/sidecar-metrics-port to a free port, or to 0 for none`},
 		{name: "mode", annotations: map[string]string{AnnotationSidecarMode: "sidecar"},
 			want: `annotation ddi.dev/sidecar-mode: "sidecar" is not a sidecar mode: use "ordered", "native" or "container"`},
 		{name: "native on an old cluster", cfg: &plainCluster, annotations: map[string]string{AnnotationSidecarMode: ModeNative},
@@ -195,5 +204,48 @@ func TestPodSettingsReportsEveryBadAnnotation(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "annotation "+key+":") {
 			t.Errorf("podSettings() error = %v, want it to name %s", err, key)
 		}
+	}
+}
+
+// TestScrapeAnnotations: the injector points Prometheus at the sidecar's
+// metrics listener, but never over a scrape target the pod names itself,
+// and not at all with the listener off.
+func TestScrapeAnnotations(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		annotations map[string]string
+		want        map[string]string
+	}{
+		{name: "none of its own", want: map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "9471", "prometheus.io/path": "/metrics"}},
+		{name: "the function's own", annotations: map[string]string{"prometheus.io/port": "8080"}, want: map[string]string{"prometheus.io/port": "8080"}},
+		{name: "listener off", annotations: map[string]string{AnnotationMetricsPort: "0"}, want: map[string]string{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Annotations: map[string]string{}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}}}
+			for k, v := range tt.annotations {
+				pod.Annotations[k] = v
+			}
+			if _, err := Pod(pod, DefaultConfig()); err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for k, v := range pod.Annotations {
+				if strings.HasPrefix(k, "prometheus.io/") {
+					got[k] = v
+				}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("prometheus.io annotations (-want +got):\n%s", diff)
+			}
+			listen := ""
+			for _, e := range pod.Spec.Containers[0].Env {
+				if e.Name == EnvMetricsListen {
+					listen = e.Value
+				}
+			}
+			if wantListen := map[bool]string{true: ":9471", false: ""}[tt.annotations[AnnotationMetricsPort] != "0"]; listen != wantListen {
+				t.Errorf("sidecar %s = %q, want %q", EnvMetricsListen, listen, wantListen)
+			}
+		})
 	}
 }

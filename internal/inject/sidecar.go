@@ -78,6 +78,9 @@ func sidecarEnv(s settings, cfg Config, t target) []corev1.EnvVar {
 	if s.dependencies != "" {
 		env = append(env, corev1.EnvVar{Name: EnvDependencies, Value: s.dependencies})
 	}
+	if s.metricsPort != 0 {
+		env = append(env, corev1.EnvVar{Name: EnvMetricsListen, Value: fmt.Sprintf(":%d", s.metricsPort)})
+	}
 	// Knative refuses fieldRef in a template's environment unless an
 	// operator enabled kubernetes.podspec-fieldref; the pod-info volume
 	// carries the same facts, so templates rely on it alone.

@@ -86,6 +86,11 @@ type Config struct {
 	PodInfoDir string
 	// PodInfoInterval is how often PodInfoDir is read.
 	PodInfoInterval time.Duration
+	// MetricsListen, when set, is a second listener (host:port; ":9471"
+	// is every address of the pod) that serves GET /metrics and nothing
+	// else, so that a cluster's Prometheus can scrape the sidecar while
+	// its API, which hands out secrets, stays on loopback.
+	MetricsListen string
 	// OutliveApp makes a shutdown wait for the function first: until none
 	// of AppPorts accepts a connection on loopback and the API has been
 	// idle (no request in flight, none ended) for OutliveQuiet, at most
@@ -172,6 +177,18 @@ func (c Config) Validate() error {
 		return &registry.FieldError{Field: "Listen", Value: c.Listen, Reason: "has no valid port"}
 	} else if reservedPort(n) {
 		return &registry.FieldError{Field: "Listen", Value: c.Listen, Reason: "uses a port reserved by Knative, Dapr or Istio (3500, 8008, 8012, 8013, 8022, 9090, 9091, 15000-15090, 50001); the default is 7471"}
+	}
+	if c.MetricsListen != "" {
+		_, mport, err := net.SplitHostPort(c.MetricsListen)
+		n, perr := strconv.Atoi(mport)
+		switch {
+		case err != nil || perr != nil || n < 1 || n > 65535:
+			return &registry.FieldError{Field: "MetricsListen", Value: c.MetricsListen, Reason: "is not host:port or :port, for example :9471"}
+		case reservedPort(n):
+			return &registry.FieldError{Field: "MetricsListen", Value: c.MetricsListen, Reason: "uses a port reserved by Knative, Dapr or Istio; the injector's default is 9471"}
+		case mport == port:
+			return &registry.FieldError{Field: "MetricsListen", Value: c.MetricsListen, Reason: "uses the API's port: choose another, such as 9471"}
+		}
 	}
 	for i, p := range c.AppPorts {
 		if p < 1 || p > 65535 {

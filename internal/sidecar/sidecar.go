@@ -186,6 +186,12 @@ func (s *Sidecar) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("sidecar listening", "addr", ln.Addr().String(), "sidecar", s.cfg.SidecarID,
 		"consumer", registry.Key(s.cfg.Consumer.Namespace, s.cfg.Consumer.Name), "control_plane", s.cfg.ControlPlane)
 
+	msrv, err := s.serveMetrics()
+	if err != nil {
+		stop()
+		wg.Wait()
+		return err
+	}
 	fast := newFastServer(s, ln)
 	go fast.acceptLoop()
 	errc := make(chan error, 1)
@@ -208,6 +214,9 @@ func (s *Sidecar) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	_ = fast.Close()
 	fast.shutdown(sctx)
+	if msrv != nil {
+		_ = msrv.Shutdown(sctx)
+	}
 	if serveErr == nil {
 		serveErr = <-errc
 	}
@@ -224,4 +233,28 @@ func (s *Sidecar) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.log.Info("sidecar stopped")
 	return serveErr
+}
+
+// serveMetrics starts Config.MetricsListen's server, which answers GET
+// /metrics and 404 to everything else, or returns nil without one.
+func (s *Sidecar) serveMetrics() (*http.Server, error) {
+	if s.cfg.MetricsListen == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.MetricsListen)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener on %s: %w", s.cfg.MetricsListen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.handler())
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		MaxHeaderBytes:    httpapi.MaxHeaderBytes,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	go func() { _ = srv.Serve(ln) }()
+	s.log.Info("metrics listening", "addr", ln.Addr().String())
+	return srv, nil
 }
