@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"io"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -77,6 +78,26 @@ func TestKnative(t *testing.T) {
 	t.Run("webhook injects the ordered sidecar into Knative pods", func(t *testing.T) {
 		pod := c.frontendPod(t)
 		checkInjected(t, &pod, []string{"user-container"}, []string{"queue-proxy"})
+		// What a cluster's Prometheus sees: the annotations, and the
+		// sidecar's metrics-only listener on the pod IP.
+		if pod.Annotations["prometheus.io/scrape"] != "true" || pod.Annotations["prometheus.io/port"] != "9471" {
+			t.Errorf("frontend's pod lacks the prometheus.io annotations: %v", pod.Annotations)
+		}
+		base := "http://" + pod.Status.PodIP + ":9471"
+		resp, err := client.Get(base + "/metrics")
+		if err != nil {
+			t.Fatalf("scrape the sidecar's metrics from the node: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "ddi_sidecar_control_plane_connected 1") {
+			t.Errorf("GET %s/metrics = %d, want 200 with ddi_sidecar_control_plane_connected 1:\n%.500s", base, resp.StatusCode, body)
+		}
+		if resp, err := client.Get(base + "/v1/bindings"); err != nil || resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s/v1/bindings = %v, %v; want 404: the API stays on loopback", base, resp, err)
+		} else {
+			resp.Body.Close()
+		}
 	})
 
 	t.Run("frontend's route reaches greeter through the sidecar", func(t *testing.T) {
