@@ -19,6 +19,18 @@ func stopAsync(ts *testSidecar) <-chan time.Time {
 	return done
 }
 
+// callForASecond GETs url every 100 ms for a second, during a shutdown,
+// and fails the test unless every answer is 200.
+func callForASecond(t *testing.T, url string) {
+	t.Helper()
+	for range 10 {
+		time.Sleep(100 * time.Millisecond)
+		if code, body, _ := do(t, http.MethodGet, url, ""); code != http.StatusOK {
+			t.Fatalf("GET %s during the shutdown = %d %s, want 200", url, code, body)
+		}
+	}
+}
+
 // TestOutliveAppWaitsForTheFunctionsPort: after SIGTERM a sidecar with
 // OutliveApp keeps serving while the function's port accepts connections,
 // and stops once it has been closed for OutliveQuiet.
@@ -36,12 +48,7 @@ func TestOutliveAppWaitsForTheFunctionsPort(t *testing.T) {
 	ts := startConnected(t, f, cfg, []registry.Binding{greeterBinding("http://127.0.0.1:9")}, nil)
 
 	stopped := stopAsync(ts)
-	for range 10 { // a second while the function is still up
-		time.Sleep(100 * time.Millisecond)
-		if code, body, _ := do(t, http.MethodGet, ts.url+"/v1/bindings/greeter", ""); code != http.StatusOK {
-			t.Fatalf("GET /v1/bindings/greeter during the shutdown, the function still up = %d %s, want 200", code, body)
-		}
-	}
+	callForASecond(t, ts.url+"/v1/bindings/greeter")
 	select {
 	case <-stopped:
 		t.Fatal("the sidecar stopped while the function's port still accepted connections")
@@ -70,12 +77,7 @@ func TestOutliveAppWaitsForRequests(t *testing.T) {
 	ts := startConnected(t, f, cfg, []registry.Binding{greeterBinding("http://127.0.0.1:9")}, nil)
 
 	stopped := stopAsync(ts)
-	for range 10 {
-		time.Sleep(100 * time.Millisecond)
-		if code, body, _ := do(t, http.MethodGet, ts.url+"/v1/bindings/greeter", ""); code != http.StatusOK {
-			t.Fatalf("GET /v1/bindings/greeter during the shutdown = %d %s, want 200", code, body)
-		}
-	}
+	callForASecond(t, ts.url+"/v1/bindings/greeter")
 	last := time.Now()
 	select {
 	case at := <-stopped:
@@ -110,12 +112,7 @@ func TestOutliveAppCountsInvocations(t *testing.T) {
 	ts := startConnected(t, f, cfg, []registry.Binding{greeterBinding(provider.URL)}, nil)
 
 	stopped := stopAsync(ts)
-	for range 10 {
-		time.Sleep(100 * time.Millisecond)
-		if code, body, _ := do(t, http.MethodGet, ts.url+"/v1/invoke/greeter/", ""); code != http.StatusOK {
-			t.Fatalf("GET /v1/invoke/greeter/ during the shutdown = %d %s, want 200", code, body)
-		}
-	}
+	callForASecond(t, ts.url+"/v1/invoke/greeter/")
 	select {
 	case <-stopped:
 		t.Fatal("the sidecar stopped while the function kept invoking through it")
