@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -218,5 +219,26 @@ func TestProbeWaitsForReadiness(t *testing.T) {
 	defer srv.Close()
 	if _, _, err := run(t, "probe", srv.URL+"/readyz"); err != nil {
 		t.Errorf("probe of a sidecar ready after 150ms = %v, want success within the default wait", err)
+	}
+}
+
+// TestRunShowsProgress: `ddi run` says what it waits for when the first
+// snapshot takes more than a second (here: no control plane answers), and
+// then starts the command anyway.
+func TestRunShowsProgress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	_, stderr, err := run(t, "run", "--control-plane", dead, "--name", "fn", "--binding-root", t.TempDir(),
+		"--sidecar-listen", "127.0.0.1:0", "--ready-timeout", "1500ms", "--", "true")
+	if err != nil {
+		t.Fatalf("ddi run = %v\n%s", err, stderr)
+	}
+	want := "waiting for the sidecar's first snapshot from the control plane at " + dead + "..."
+	if !strings.Contains(stderr, want) || !strings.Contains(stderr, "first snapshot from the control plane at "+dead+": done") {
+		t.Errorf("stderr of ddi run lacks the progress lines %q and its done line:\n%s", want, stderr)
 	}
 }

@@ -29,8 +29,8 @@ func TestResolveExplain(t *testing.T) {
 			t.Fatalf("provider add %s: %v", p[0], err)
 		}
 	}
-	// The index follows the store asynchronously: wait until it holds all
-	// five (g4 is the last the explanation can see in default).
+	// The index follows the store asynchronously: wait until the
+	// explanation shows all five (the ones of default and shared/g5).
 	var out string
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		var err error
@@ -38,7 +38,7 @@ func TestResolveExplain(t *testing.T) {
 		if err != nil {
 			t.Fatalf("resolve --explain = %v", err)
 		}
-		if strings.Contains(out, "default/g4") || time.Now().After(deadline) {
+		if strings.Contains(out, "default/g4") && strings.Contains(out, "shared/g5") || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)

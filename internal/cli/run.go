@@ -104,7 +104,10 @@ only warnings (set --log-level to see more).`,
 				stopSidecar()
 				return <-scDone
 			}
-			if err := waitReady(cmd.Context(), "http://"+addr+"/readyz", readyTimeout, scDone); err != nil {
+			stopProgress := progress(cmd.ErrOrStderr(), "waiting for the sidecar's first snapshot from the control plane at "+cfg.ControlPlane)
+			err = waitReady(cmd.Context(), "http://"+addr+"/readyz", readyTimeout, scDone)
+			stopProgress()
+			if err != nil {
 				if errors.Is(err, errSidecarExited) {
 					stopSidecar()
 					return err
