@@ -25,6 +25,7 @@ type endpoint struct {
 	url      string
 	scheme   string
 	host     string
+	addr     string // host:port to dial (dialAddr)
 	basePath string // target path without a trailing '/', often ""
 	rawBase  string // its escaped form when it differs, else ""
 	user     *url.Userinfo
@@ -156,6 +157,7 @@ func (es *endpoints) poolFor(e *entry) *pool {
 func newEndpoint(raw string, u *url.URL) *endpoint {
 	e := &endpoint{url: raw, scheme: u.Scheme, host: u.Host, basePath: strings.TrimSuffix(u.Path, "/"), rawBase: strings.TrimSuffix(u.RawPath, "/"), user: u.User}
 	e.escBase = strings.TrimSuffix(u.EscapedPath(), "/")
+	e.addr = e.hostPort()
 	if u.User != nil {
 		pw, _ := u.User.Password()
 		e.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pw))

@@ -2,10 +2,14 @@ package sidecar
 
 import "net"
 
-// dialAddr is the host:port to dial for e: its URL's host, with the
-// scheme's default port when the URL names none (a Knative Service's
-// address is http://NAME.NS.svc.cluster.local, without a port).
-func (e *endpoint) dialAddr() string {
+// dialAddr is the host:port to dial for e, computed once with the
+// endpoint: its URL's host, with the scheme's default port when the URL
+// names none (a Knative Service's address is
+// http://NAME.NS.svc.cluster.local, without a port).
+func (e *endpoint) dialAddr() string { return e.addr }
+
+// hostPort computes dialAddr.
+func (e *endpoint) hostPort() string {
 	if _, _, err := net.SplitHostPort(e.host); err == nil {
 		return e.host
 	}

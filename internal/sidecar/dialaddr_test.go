@@ -1,6 +1,9 @@
 package sidecar
 
-import "testing"
+import (
+	"net/url"
+	"testing"
+)
 
 func TestDialAddrAddsTheSchemesPort(t *testing.T) {
 	for _, tt := range []struct{ scheme, host, want string }{
@@ -10,7 +13,7 @@ func TestDialAddrAddsTheSchemesPort(t *testing.T) {
 		{"http", "[::1]", "[::1]:80"},
 		{"http", "[::1]:9000", "[::1]:9000"},
 	} {
-		e := &endpoint{scheme: tt.scheme, host: tt.host}
+		e := newEndpoint(tt.scheme+"://"+tt.host, &url.URL{Scheme: tt.scheme, Host: tt.host})
 		if got := e.dialAddr(); got != tt.want {
 			t.Errorf("dialAddr() of %s://%s = %q, want %q", tt.scheme, tt.host, got, tt.want)
 		}

@@ -37,7 +37,15 @@ func (s *Sidecar) handleReadyz(w http.ResponseWriter, r *http.Request) {
 				fmt.Sprintf("query parameter wait=%q: want a duration up to %s, such as 30s", v, maxReadyWait)))
 			return
 		}
-		s.awaitReady(r, d)
+		if !s.ready(s.cache.load()) {
+			// A long poll like any other: under the same bound.
+			if !s.waiters.Enter() {
+				httpapi.WriteProblem(w, httpapi.TooBusy("watches and long polls", s.waiters.Max))
+				return
+			}
+			s.awaitReady(r, d)
+			s.waiters.Leave()
+		}
 	}
 	snap := s.cache.load()
 	connected, since, lastErr := s.stream.status()

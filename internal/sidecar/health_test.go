@@ -141,3 +141,39 @@ func TestReadyzWait(t *testing.T) {
 		}
 	}
 }
+
+// TestReadyzWaitIsBounded: a /readyz?wait long poll counts against
+// MaxWaiters like the watches; once ready, it answers at once.
+func TestReadyzWaitIsBounded(t *testing.T) {
+	defer func(n int64) { MaxWaiters = n }(MaxWaiters)
+	MaxWaiters = 1
+	f := newFakeCP(t)
+	ts := startSidecar(t, testConfig(f))
+	f.nextHello(t)
+
+	first := make(chan int, 1)
+	hold := func() { go func() { status, _, _ := do(t, "GET", ts.url+"/readyz?wait=30s", ""); first <- status }() }
+	hold()
+	// Once the long poll holds the only place, a second is refused. Before
+	// that, a short probe may take the place for its 50 ms (and answer
+	// 503), and the long poll may be the one refused: send it again.
+	waitFor(t, "a second readyz?wait refused with 429", func() bool {
+		select {
+		case s := <-first:
+			if s != http.StatusTooManyRequests {
+				t.Fatalf("the long readyz?wait answered %d before the first snapshot", s)
+			}
+			hold()
+		default:
+		}
+		status, _, _ := do(t, "GET", ts.url+"/readyz?wait=50ms", "")
+		return status == http.StatusTooManyRequests
+	})
+	f.push(t, 1, []registry.Binding{dbBinding()}, nil)
+	if s := <-first; s != http.StatusOK {
+		t.Errorf("the first readyz?wait after the snapshot = %d, want 200", s)
+	}
+	if status, _, _ := do(t, "GET", ts.url+"/readyz?wait=30s", ""); status != http.StatusOK {
+		t.Errorf("readyz?wait on a ready sidecar = %d, want 200 at once", status)
+	}
+}
