@@ -17,11 +17,12 @@ import (
 // drains. A native sidecar needs none of this: the kubelet stops it after
 // the function.
 
-// activity counts the requests in flight on the sidecar's API and when the
-// last one ended.
+// activity counts the requests in flight on the sidecar's API and those
+// that ended (awaitApp notices a change between two looks; no clock is
+// read per request).
 type activity struct {
 	inflight atomic.Int64
-	lastEnd  atomic.Int64 // UnixNano
+	ended    atomic.Int64
 }
 
 // begin and end bracket one request: net/http's (wrap) or the invoke fast
@@ -29,7 +30,7 @@ type activity struct {
 func (a *activity) begin() { a.inflight.Add(1) }
 
 func (a *activity) end() {
-	a.lastEnd.Store(time.Now().UnixNano())
+	a.ended.Add(1)
 	a.inflight.Add(-1)
 }
 
@@ -48,8 +49,8 @@ const outlivePoll = 50 * time.Millisecond
 // Config.OutliveMax has passed since the shutdown began, or when ctx ends.
 // The function looks gone when none of Config.AppPorts accepts a
 // connection on loopback, no request is in flight on the sidecar's API (a
-// function's open watch counts), and neither has been seen for
-// Config.OutliveQuiet.
+// function's open watch counts) and none has ended, for Config.OutliveQuiet
+// (seen at each look, every outlivePoll).
 func (s *Sidecar) awaitApp(ctx context.Context) {
 	begun := time.Now()
 	deadline := begun.Add(s.cfg.OutliveMax)
@@ -58,13 +59,11 @@ func (s *Sidecar) awaitApp(ctx context.Context) {
 	t := time.NewTicker(outlivePoll)
 	defer t.Stop()
 	s.log.Info("shutdown: waiting for the function to exit", "app_ports", s.cfg.AppPorts, "quiet", s.cfg.OutliveQuiet, "max", s.cfg.OutliveMax)
+	ended := s.activity.ended.Load()
 	for {
 		now := time.Now()
-		if s.appListening(ctx, &d) || s.activity.inflight.Load() > 0 {
-			lastSeen = now
-		}
-		if end := time.Unix(0, s.activity.lastEnd.Load()); end.After(lastSeen) {
-			lastSeen = end
+		if n := s.activity.ended.Load(); n != ended || s.activity.inflight.Load() > 0 || s.appListening(ctx, &d) {
+			ended, lastSeen = n, now
 		}
 		switch {
 		case now.Sub(lastSeen) >= s.cfg.OutliveQuiet:
