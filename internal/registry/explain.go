@@ -59,6 +59,19 @@ type Explanation struct {
 	// them (a sidecar sees only its own namespace and providers exported
 	// to it).
 	Hidden int `json:"hidden,omitempty"`
+	// Split explains each target of a weighted traffic split, in declared
+	// order; the explanation itself then has no candidates, and Chosen is
+	// the primary target's provider.
+	Split []TargetExplanation `json:"split,omitempty"`
+}
+
+// TargetExplanation is the explanation of one target of a split, with
+// its declared weight and the share of invocations it receives.
+type TargetExplanation struct {
+	Weight  int  `json:"weight"`
+	Share   int  `json:"share"`
+	Primary bool `json:"primary,omitempty"`
+	Explanation
 }
 
 // Candidate is one provider as resolution saw it.
@@ -100,6 +113,43 @@ func Explain(c Consumer, dep Dependency, providers []*Provider) Explanation {
 	rec := &recorder{ex: Explanation{Consumer: c, Dependency: dep.Alias, Selector: dep.Selector.String(), Candidates: []Candidate{}}}
 	_, _ = resolve(c, dep, providers, rec)
 	return rec.ex
+}
+
+// ExplainDependency is Explain for a dependency that may be a split:
+// candidates returns the providers a selector can match. A split is
+// explained target by target, each with Resolve's own code, and the
+// shares are those BindSplit gives.
+func ExplainDependency(c Consumer, dep Dependency, candidates func(Selector) []*Provider) Explanation {
+	if !dep.IsSplit() {
+		return Explain(c, dep, candidates(dep.Selector))
+	}
+	if c.Namespace == "" {
+		c.Namespace = DefaultNamespace
+	}
+	ex := Explanation{Consumer: c, Dependency: dep.Alias, Selector: dep.SelectorString(), Candidates: []Candidate{}}
+	providers := make([]*Provider, len(dep.Split))
+	errs := make([]error, len(dep.Split))
+	for i, t := range dep.Split {
+		one := Dependency{Alias: dep.Alias, Selector: t.Selector}
+		cands := candidates(t.Selector)
+		providers[i], errs[i] = Resolve(c, one, cands)
+		ex.Split = append(ex.Split, TargetExplanation{Weight: t.Weight, Explanation: Explain(c, one, cands)})
+	}
+	b, err := BindSplit(dep, providers, errs, false)
+	if err != nil {
+		var re *ResolveError
+		if errors.As(err, &re) {
+			ex.Unresolved = re.Reason
+		}
+		return ex
+	}
+	for i, st := range b.Split {
+		ex.Split[i].Share, ex.Split[i].Primary = st.Share, st.Primary
+		if st.Primary {
+			ex.Chosen = Key(st.Namespace, st.Provider)
+		}
+	}
+	return ex
 }
 
 // recorder collects Explain's decisions. Its methods do nothing on a nil
@@ -274,6 +324,10 @@ func readinessDetail(p *Provider) string {
 // (a sidecar reads only its own namespace, and providers that export
 // themselves to it). It counts them in Hidden.
 func (e *Explanation) Visible(ns string) {
+	for i := range e.Split {
+		e.Split[i].Visible(ns)
+		e.Hidden += e.Split[i].Hidden
+	}
 	kept := e.Candidates[:0]
 	for _, c := range e.Candidates {
 		cns, _, _ := strings.Cut(c.Provider, "/")

@@ -300,7 +300,7 @@ func NewBinding(dep Dependency, p *Provider, withSecret bool) Binding {
 		Version:   p.Version,
 		Endpoints: p.ReadyEndpoints(),
 		Config:    p.Config,
-		Selector:  dep.Selector.String(),
+		Selector:  dep.SelectorString(),
 	}
 	if withSecret {
 		b.Secret = p.Secret

@@ -145,7 +145,8 @@ func (s *Selector) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// ParseDependency parses "ALIAS=SELECTOR".
+// ParseDependency parses "ALIAS=SELECTOR", or a weighted traffic split
+// "ALIAS=W%SELECTOR,W%SELECTOR,..." (see NewSplit for its rules).
 func ParseDependency(s string) (Dependency, error) {
 	alias, sel, ok := strings.Cut(strings.TrimSpace(s), "=")
 	if !ok {
@@ -153,6 +154,13 @@ func ParseDependency(s string) (Dependency, error) {
 	}
 	if err := ValidateName("dependency alias", alias); err != nil {
 		return Dependency{}, err
+	}
+	if isSplitSyntax(sel) {
+		d, err := parseSplit(alias, sel)
+		if err != nil {
+			return Dependency{}, fmt.Errorf("dependency %q: %w", alias, err)
+		}
+		return d, nil
 	}
 	parsed, err := ParseSelector(sel)
 	if err != nil {
@@ -197,7 +205,7 @@ func ParseDependencyList(entries []string) ([]Dependency, error) {
 func FormatDependencies(deps []Dependency) string {
 	parts := make([]string, len(deps))
 	for i, d := range deps {
-		parts[i] = d.Alias + "=" + d.Selector.String()
+		parts[i] = d.Alias + "=" + d.SelectorString()
 	}
 	return strings.Join(parts, ";")
 }

@@ -130,8 +130,14 @@ type Consumer struct {
 
 // Dependency is a named slot a function declares, such as "db".
 type Dependency struct {
-	Alias    string   `json:"alias"`
+	Alias string `json:"alias"`
+	// Selector chooses the provider; for a split, it is the primary
+	// target's selector (the highest weight, the first among equals).
 	Selector Selector `json:"selector"`
+	// Split lists every target of a weighted traffic split, in the order
+	// declared; nil for a dependency with one selector. NewSplit builds
+	// and checks it.
+	Split []Target `json:"split,omitempty"`
 }
 
 // Binding is the resolved answer for one dependency of one consumer.
@@ -147,6 +153,12 @@ type Binding struct {
 	Selector  string            `json:"selector"`
 	// Revision grows every time the binding's content changes.
 	Revision int64 `json:"revision"`
+	// Split is set when the dependency is a weighted traffic split: every
+	// target in declared order with its weight, its share of invocations
+	// and its provider (or why it has none). The fields above are the
+	// primary target's. Sidecars that predate splits ignore it and send
+	// every invocation to the primary.
+	Split []SplitTarget `json:"split,omitempty"`
 }
 
 // Unresolved explains why a dependency has no binding.
