@@ -56,6 +56,18 @@ type GraphDependency struct {
 	// unresolved.
 	Provider   string `json:"provider,omitempty"`
 	Unresolved string `json:"unresolved,omitempty"`
+	// Split is set for a weighted traffic split: one edge per target,
+	// labelled with its share; Provider is then the primary's.
+	Split []GraphTarget `json:"split,omitempty"`
+}
+
+// GraphTarget is one target of a split dependency: its provider (empty
+// when unresolved), declared weight and share of invocations.
+type GraphTarget struct {
+	Provider   string `json:"provider,omitempty"`
+	Weight     int    `json:"weight"`
+	Share      int    `json:"share"`
+	Unresolved string `json:"unresolved,omitempty"`
 }
 
 // GraphProvider is a provider without secret values, with its count of
@@ -104,12 +116,21 @@ func (s *Server) graph(v *view) Graph {
 		sort.Slice(x.deps, func(i, j int) bool { return x.deps[i].Alias < x.deps[j].Alias })
 		x.f.Dependencies = make([]GraphDependency, 0, len(x.deps))
 		for _, d := range x.deps {
-			gd := GraphDependency{Alias: d.Alias, Selector: d.Selector.String()}
-			p, err := v.resolve(x.consumer, d)
+			gd := GraphDependency{Alias: d.Alias, Selector: d.SelectorString()}
+			b, p, err := registry.ResolveBinding(d, false, func(d registry.Dependency) (*registry.Provider, error) {
+				return v.resolve(x.consumer, d)
+			})
 			var re *registry.ResolveError
 			switch {
 			case err == nil:
 				gd.Provider = p.Key()
+				for _, st := range b.Split {
+					gt := GraphTarget{Weight: st.Weight, Share: st.Share, Unresolved: st.Unresolved}
+					if st.Provider != "" {
+						gt.Provider = registry.Key(st.Namespace, st.Provider)
+					}
+					gd.Split = append(gd.Split, gt)
+				}
 			case errors.As(err, &re):
 				gd.Unresolved = re.Reason
 			default:

@@ -120,16 +120,18 @@ func affects(v, cur *view, deps []registry.Dependency, consumerNS string) bool {
 			return true
 		}
 		for _, d := range deps {
-			if d.Selector.Provider != "" {
-				ns := d.Selector.Namespace
-				if ns == "" {
-					ns = consumerNS
-				}
-				if t["key:"+registry.Key(ns, d.Selector.Provider)] {
+			for _, tg := range d.Targets() {
+				if tg.Selector.Provider != "" {
+					ns := tg.Selector.Namespace
+					if ns == "" {
+						ns = consumerNS
+					}
+					if t["key:"+registry.Key(ns, tg.Selector.Provider)] {
+						return true
+					}
+				} else if t["type:"+tg.Selector.Type] {
 					return true
 				}
-			} else if t["type:"+d.Selector.Type] {
-				return true
 			}
 		}
 	}

@@ -339,14 +339,15 @@ func (s *Server) handleResolve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := s.current.Load()
-	p, err := registry.Resolve(req.Consumer, dep, v.candidates(dep.Selector, req.Consumer.Namespace))
+	b, p, err := registry.ResolveBinding(dep, false, func(d registry.Dependency) (*registry.Provider, error) {
+		return registry.Resolve(req.Consumer, d, v.candidates(d.Selector, req.Consumer.Namespace))
+	})
 	if err != nil {
 		prob := httpapi.NewProblem(http.StatusNotFound, "unresolved", err.Error())
-		prob.Dependency, prob.Selector = dep.Alias, dep.Selector.String()
+		prob.Dependency, prob.Selector = dep.Alias, dep.SelectorString()
 		httpapi.WriteProblem(w, prob)
 		return
 	}
-	b := registry.NewBinding(dep, p, false)
 	b.Revision = p.Revision
 	httpapi.WriteJSON(w, http.StatusOK, b)
 }
@@ -369,7 +370,9 @@ func (s *Server) handleExplain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := s.current.Load()
-	ex := registry.Explain(req.Consumer, dep, v.candidates(dep.Selector, req.Consumer.Namespace))
+	ex := registry.ExplainDependency(req.Consumer, dep, func(sel registry.Selector) []*registry.Provider {
+		return v.candidates(sel, req.Consumer.Namespace)
+	})
 	switch {
 	case caller.Admin:
 	case caller.User != "":

@@ -52,22 +52,23 @@ type snapshot struct {
 func (s *Server) compute(ctx context.Context, v *view, id Identity) snapshot {
 	var snap snapshot
 	for _, dep := range id.Dependencies {
-		p, err := v.resolve(id.Consumer, dep)
+		b, p, err := registry.ResolveBinding(dep, true, func(d registry.Dependency) (*registry.Provider, error) {
+			return v.resolve(id.Consumer, d)
+		})
 		if err != nil {
 			var re *registry.ResolveError
 			reason := err.Error()
 			if errors.As(err, &re) {
 				reason = re.Reason
 			}
-			snap.unresolved = append(snap.unresolved, registry.Unresolved{Name: dep.Alias, Selector: dep.Selector.String(), Reason: reason})
+			snap.unresolved = append(snap.unresolved, registry.Unresolved{Name: dep.Alias, Selector: dep.SelectorString(), Reason: reason})
 			continue
 		}
-		b := registry.NewBinding(dep, p, true)
 		if len(b.Secret) == 0 && p.SecretRef != nil && s.secrets != nil {
 			sec, err := s.secrets.Secret(ctx, p)
 			if err != nil {
 				// The reason names the reference, never its content.
-				snap.unresolved = append(snap.unresolved, registry.Unresolved{Name: dep.Alias, Selector: dep.Selector.String(),
+				snap.unresolved = append(snap.unresolved, registry.Unresolved{Name: dep.Alias, Selector: dep.SelectorString(),
 					Reason: "secret " + p.SecretRef.Name + " of provider " + p.Key() + " is not readable: " + err.Error()})
 				continue
 			}
@@ -351,7 +352,7 @@ func (s *Server) sidecars(caller Caller) []protocol.SidecarStatus {
 		}
 		deps := make([]string, len(sess.id.Dependencies))
 		for i, d := range sess.id.Dependencies {
-			deps[i] = d.Alias + "=" + d.Selector.String()
+			deps[i] = d.Alias + "=" + d.SelectorString()
 		}
 		c := sess.id.Consumer
 		c.Labels = maps.Clone(c.Labels)

@@ -40,11 +40,28 @@
     consumersOf = new Map();
     for (const f of graph.functions) {
       for (const d of f.dependencies) {
-        if (!d.provider) continue;
-        if (!consumersOf.has(d.provider)) consumersOf.set(d.provider, []);
-        consumersOf.get(d.provider).push({ fn: f, dep: d });
+        for (const e of targets(d)) {
+          if (!consumersOf.has(e.provider)) consumersOf.set(e.provider, []);
+          consumersOf.get(e.provider).push({ fn: f, dep: e });
+        }
       }
     }
+  }
+
+  // targets returns the edges of a dependency: one to its provider, or
+  // one per resolved target of a weighted split, carrying its share.
+  function targets(d) {
+    if (!d.provider) return [];
+    if (!d.split) return [d];
+    return d.split.filter((t) => t.provider).map((t) => ({ ...d, provider: t.provider, share: t.share }));
+  }
+
+  // depLabel is a dependency's line in its function's box; a split shows
+  // every target's share ("greeter → default/v1 90% · default/v2 10%").
+  function depLabel(d) {
+    if (!d.provider) return d.alias + '=' + d.selector + ' ✕ unresolved';
+    if (!d.split) return d.alias + '=' + d.selector + ' → ' + d.provider;
+    return d.alias + ' → ' + d.split.map((t) => (t.provider || '✕ unresolved') + ' ' + t.share + '%').join(' · ');
   }
 
   function fillSelect(sel, values) {
@@ -91,7 +108,7 @@
     for (const f of graph.functions) {
       if (!fnMatch(f)) continue;
       fns.add(f);
-      for (const d of f.dependencies) if (d.provider && provByKey.has(d.provider)) provs.add(provByKey.get(d.provider));
+      for (const d of f.dependencies) for (const e of targets(d)) if (provByKey.has(e.provider)) provs.add(provByKey.get(e.provider));
     }
     for (const p of graph.providers) {
       if (!provMatch(p)) continue;
@@ -197,7 +214,7 @@
       const y2 = L.provY.get(d.provider) + PROV_H / 2, x1 = xF + FN_W, x2 = xP, dx = (x2 - x1) / 2;
       const hot = hotFn === fk || hotProv === d.provider;
       edges.push(`<path class="edge${hot ? ' hot' : ''}" d="M${x1},${y1} C${x1 + dx},${y1} ${x2 - dx},${y2} ${x2},${y2}">` +
-        `<title>${esc(fk + ': ' + d.alias + '=' + d.selector + ' → ' + d.provider)}</title></path>`);
+        `<title>${esc(fk + ': ' + d.alias + '=' + d.selector + ' → ' + d.provider + (d.share !== undefined ? ' (' + d.share + '% of invocations)' : ''))}</title></path>`);
     };
     const drawnFns = new Set();
     for (let i = first(L.fnPos, from, (x) => x.h); i < L.fnPos.length && L.fnPos[i].y <= to; i++) {
@@ -211,11 +228,11 @@
         `<text class="title" x="8" y="15">${esc(trunc(f.name, 40))}</text>` +
         `<text class="sub" x="8" y="30">${esc(f.namespace)} · ${f.sidecars.length} sidecar${f.sidecars.length === 1 ? '' : 's'} · acked v${esc(acked.join(', v'))}${ackErr ? ' · NACK' : ''}</text>`);
       f.dependencies.forEach((d, j) => {
-        const label = d.alias + '=' + d.selector + (d.provider ? ' → ' + d.provider : ' ✕ unresolved');
+        const label = depLabel(d);
         nodes.push(`<text class="dep${d.unresolved ? ' unres' : ''}" x="12" y="${HEAD + ROW * j + 12}">${esc(trunc(label, 52))}<title>${esc(label)}</title></text>`);
         const y1 = y + HEAD + ROW * j + 8;
-        if (d.provider && L.provY.has(d.provider)) {
-          edge(fk, d, y1);
+        if (d.provider) {
+          for (const e of targets(d)) if (L.provY.has(e.provider)) edge(fk, e, y1);
         } else if (d.unresolved) {
           edges.push(`<path class="edge unres" d="M${xF + FN_W},${y1} L${xU},${y1}"></path>`);
           boxes.push(`<g class="unresolved node" data-k="f:${esc(fk)}" data-alias="${esc(d.alias)}" transform="translate(${xU},${y1 - 9})">` +
@@ -290,7 +307,7 @@
     if (!f) { panel.innerHTML = `<h2>${esc(k)}</h2><p class="bad">No sidecar of this function is connected any more.</p>`; return; }
     const sc = f.sidecars.map((s) => `<tr><td>${esc(s.id)}</td><td>${s.sentVersion}</td><td>${s.ackedVersion}</td><td class="bad">${esc(s.ackError || '')}</td></tr>`);
     const deps = f.dependencies.map((d) => `<tr><td>${esc(d.alias)}</td><td>${esc(d.selector)}</td>` +
-      (d.provider ? `<td class="ok">${esc(d.provider)}</td>` : `<td class="bad">unresolved: ${esc(d.unresolved)}</td>`) + '</tr>');
+      (d.provider ? `<td class="ok">${esc(d.split ? depLabel(d) : d.provider)}</td>` : `<td class="bad">unresolved: ${esc(d.unresolved)}</td>`) + '</tr>');
     const old = panel.querySelector('#explanations');
     panel.innerHTML = `<h2>function ${esc(k)}</h2>` + table([
       `<tr><th>service account</th><td>${esc(f.serviceAccount || '—')}</td></tr>`,
@@ -331,6 +348,12 @@
   }
 
   function renderExplanation(ex) {
+    if (ex.split) {
+      const head = `<p><b>${esc(ex.dependency)}</b>=${esc(ex.selector)} splits invocations: ` +
+        (ex.chosen ? `<span class="ok">primary ${esc(ex.chosen)}</span>` : `<span class="bad">unresolved: ${esc(ex.unresolved)}</span>`) + '</p>';
+      return head + ex.split.map((t) => `<p class="muted">weight ${t.weight}%, share ${t.share}%${t.primary ? ' (primary)' : ''}</p>` +
+        renderExplanation({ ...t, dependency: ex.dependency })).join('');
+    }
     const head = `<p><b>${esc(ex.dependency)}</b>=${esc(ex.selector)} looks in namespace ${esc(ex.namespace)}: ` +
       (ex.chosen ? `<span class="ok">chose ${esc(ex.chosen)}</span>` : `<span class="bad">unresolved: ${esc(ex.unresolved)}</span>`) +
       (ex.hidden ? ` <span class="muted">(${ex.hidden} not shown)</span>` : '') + '</p>';
