@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"ddi.dev/ddi/internal/registry"
 )
 
 // Passive outlier ejection: an endpoint that fails ejectAfter consecutive
@@ -72,12 +74,58 @@ func (e *endpoint) failed(now time.Time) time.Duration {
 	return d
 }
 
-// pool is the invokable endpoints of one binding, in snapshot order.
+// pool is the invokable endpoints of one binding, in snapshot order. The
+// pool of a split binding has no endpoints of its own: it holds one pool
+// per target that receives invocations, and split picks among them.
 type pool struct {
 	endpoints []*endpoint
 	next      atomic.Uint32
 	counters  *invokeCounterSet // the dependency's invoke results
 	plain     bool              // every endpoint is http (not https): the fast path can relay
+	split     *splitter         // set on the pool of a split binding
+}
+
+// empty reports whether the pool has nothing to invoke.
+func (p *pool) empty() bool { return len(p.endpoints) == 0 && p.split == nil }
+
+// target returns the pool an invocation uses: p itself, or for a split
+// the next target's pool in smooth weighted round-robin order. Callers
+// call it once per invocation, after deciding which path serves it.
+func (p *pool) target() *pool {
+	if p.split == nil {
+		return p
+	}
+	return p.split.next()
+}
+
+// splitter spreads invocations over the targets of a split by smooth
+// weighted round robin (as nginx does for upstream weights): each pick
+// adds every target's weight to its running score, takes the highest
+// score, and subtracts the total weight from it. With weights that add up
+// to 100, every run of 100 consecutive picks holds each target exactly
+// its weight times, interleaved rather than in bursts; so the split is
+// exact, not a random approximation. A new snapshot builds a new
+// splitter, starting afresh at the new weights.
+type splitter struct {
+	mu      sync.Mutex
+	pools   []*pool
+	weights []int
+	current []int
+	total   int
+}
+
+func (s *splitter) next() *pool {
+	s.mu.Lock()
+	best := 0
+	for i, w := range s.weights {
+		s.current[i] += w
+		if s.current[i] > s.current[best] {
+			best = i
+		}
+	}
+	s.current[best] -= s.total
+	s.mu.Unlock()
+	return s.pools[best]
 }
 
 // pick returns the next endpoint in round-robin order that is not in
@@ -133,8 +181,41 @@ func (es *endpoints) poolFor(e *entry) *pool {
 	if p := e.pool.Load(); p != nil {
 		return p
 	}
-	p := &pool{counters: es.metrics.invokeCounters(e.binding.Name), plain: true}
-	for _, ep := range e.binding.Endpoints {
+	counters := es.metrics.invokeCounters(e.binding.Name)
+	p := &pool{counters: counters, plain: true}
+	if len(e.binding.Split) == 0 {
+		es.fill(p, e.binding.Endpoints)
+		e.pool.Store(p)
+		return p
+	}
+	// A split: one pool per target with a share and an invokable
+	// endpoint. A target without either receives no invocation.
+	sp := &splitter{}
+	for _, st := range e.binding.Split {
+		if st.Share <= 0 {
+			continue
+		}
+		tp := &pool{counters: counters, plain: true}
+		es.fill(tp, st.Endpoints)
+		if len(tp.endpoints) == 0 {
+			continue
+		}
+		sp.pools = append(sp.pools, tp)
+		sp.weights = append(sp.weights, st.Share)
+		sp.total += st.Share
+		p.plain = p.plain && tp.plain
+	}
+	if len(sp.pools) > 0 {
+		sp.current = make([]int, len(sp.pools))
+		p.split = sp
+	}
+	e.pool.Store(p)
+	return p
+}
+
+// fill adds the ready http(s) endpoints of eps to p. es.mu is held.
+func (es *endpoints) fill(p *pool, eps []registry.Endpoint) {
+	for _, ep := range eps {
 		if !ep.Ready {
 			continue
 		}
@@ -150,8 +231,6 @@ func (es *endpoints) poolFor(e *entry) *pool {
 		p.endpoints = append(p.endpoints, st)
 		p.plain = p.plain && st.scheme == "http"
 	}
-	e.pool.Store(p)
-	return p
 }
 
 func newEndpoint(raw string, u *url.URL) *endpoint {
@@ -171,6 +250,11 @@ func (es *endpoints) prune(snap *snapshot) {
 	for _, e := range snap.bindings {
 		for _, ep := range e.binding.Endpoints {
 			live[ep.URL] = true
+		}
+		for _, st := range e.binding.Split {
+			for _, ep := range st.Endpoints {
+				live[ep.URL] = true
+			}
 		}
 	}
 	es.mu.Lock()

@@ -124,9 +124,9 @@ func (s *Sidecar) missingProblem(snap *snapshot, name string) *httpapi.Problem {
 	}
 	if d, ok := s.deps[name]; ok {
 		p := httpapi.NewProblem(http.StatusNotFound, "unresolved",
-			fmt.Sprintf("dependency %q (selector %q) is unresolved: the control plane's snapshot does not mention it; check that the workload declares it", name, d.Selector.String()))
+			fmt.Sprintf("dependency %q (selector %q) is unresolved: the control plane's snapshot does not mention it; check that the workload declares it", name, d.SelectorString()))
 		p.Title = "Dependency unresolved"
-		p.Dependency, p.Selector = name, d.Selector.String()
+		p.Dependency, p.Selector = name, d.SelectorString()
 		return p
 	}
 	known := slices.Clone(snap.names)

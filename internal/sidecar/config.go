@@ -253,7 +253,7 @@ func (c Config) Validate() error {
 func (c *Config) dependencyStrings() []string {
 	out := make([]string, len(c.Dependencies))
 	for i, d := range c.Dependencies {
-		out[i] = d.Alias + "=" + d.Selector.String()
+		out[i] = d.Alias + "=" + d.SelectorString()
 	}
 	return out
 }

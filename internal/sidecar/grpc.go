@@ -105,6 +105,7 @@ func (s *Sidecar) handleGRPC(w http.ResponseWriter, r *http.Request) {
 		writeGRPCStatus(w, grpcCode(prob), prob.Detail)
 		return
 	}
+	pl = pl.target()
 	inv := &invocation{Context: r.Context(), dependency: name, pool: pl}
 	defer func() {
 		if inv.result == "" {

@@ -112,6 +112,7 @@ func (s *Sidecar) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, prob)
 		return
 	}
+	pl = pl.target()
 	if r.Header.Get("Ddi-Timeout") == "" && isUpgrade(r.Header) {
 		timeout = 0 // a WebSocket lives as long as its peers want
 	}
@@ -147,7 +148,9 @@ func (s *Sidecar) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	s.proxy.rp.ServeHTTP(w, r.WithContext(inv))
 }
 
-// prepareInvoke finds the endpoint pool of dependency name and the
+// prepareInvoke finds the endpoint pool of dependency name (for a split,
+// the pool of every target: the caller takes pool.target once it knows
+// which path serves the invocation) and the
 // invocation's timeout (the Ddi-Timeout header's value, if any, else the
 // default), or the problem that refuses the invocation. Both invoke paths
 // (the fast relay and the net/http one) use it.
@@ -166,7 +169,7 @@ func (s *Sidecar) prepareInvoke(name, path, timeoutHeader string) (*pool, time.D
 		return nil, 0, prob
 	}
 	pl := s.proxy.endpoints.poolFor(e)
-	if len(pl.endpoints) == 0 {
+	if pl.empty() {
 		prob := httpapi.NewProblem(http.StatusBadRequest, "not-invokable",
 			fmt.Sprintf("dependency %q is bound to provider %s of type %s, which has no http(s) endpoint: connect to it directly (GET /v1/bindings/%s)", name, e.binding.Provider, e.binding.Type, name))
 		prob.Dependency, prob.Selector = name, e.binding.Selector

@@ -381,6 +381,7 @@ func (fc *fastConn) invoke(headLen int) action {
 		}
 		return keepOpen
 	}
+	pl = pl.target()
 	x := &exchange{dependency: name, pool: pl, tail: invokeTail(h.target), deadline: start.Add(timeout), policy: retryOf(string(h.method))}
 	_ = fc.c.SetDeadline(x.deadline)
 	fc.traced = false
