@@ -22,7 +22,12 @@ func newResolveCmd(g *globals) *cobra.Command {
 for CONSUMER, with the rules of docs/resolution.md (scope, readiness, highest
 version, tie-break). SELECTOR is a provider name (greeter), NAMESPACE/NAME,
 or TYPE@RANGE[,KEY=VALUE...] (postgresql@^15,tier=gold); a bare ALIAS
-without "=" looks up a provider of that name.
+without "=" looks up a provider of that name. A weighted traffic split,
+W%SELECTOR,W%SELECTOR... (90%greeter-v1,10%greeter-v2: weights from 0 to
+100 adding up to 100), shows every target with its weight, the share of
+invocations it receives (an unresolved target's weight goes to the others
+in proportion) and its provider; the primary, the resolved target with the
+highest weight, is what binding files and typed clients get.
 
 --explain lists every candidate provider instead: the chosen one first,
 then the others that passed every filter in rank order (with the rule that
@@ -32,7 +37,8 @@ labels, scope, readiness). An unresolved dependency is explained too, and
 exits 0.`,
 		Example: `  ddi resolve frontend greeter=http@^1
   ddi resolve frontend greeter=http@^1 --explain
-  ddi resolve orders db=postgresql@>=15,tier=gold -o json`,
+  ddi resolve orders db=postgresql@>=15,tier=gold -o json
+  ddi resolve frontend greeter=90%greeter-v1,10%greeter-v2`,
 		Args: exactArgs(2, "CONSUMER and ALIAS=SELECTOR"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := registry.ValidateName("CONSUMER", args[0]); err != nil {
@@ -62,6 +68,10 @@ exits 0.`,
 				return err
 			}
 			return printOut(g.stdout, output, b, func(tw *tabwriter.Writer) {
+				if len(b.Split) > 0 {
+					printSplit(tw, b)
+					return
+				}
 				fmt.Fprintln(tw, "DEPENDENCY\tPROVIDER\tTYPE\tVERSION\tENDPOINTS\tSELECTOR")
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, registry.Key(b.Namespace, b.Provider), b.Type, orDash(b.Version), endpointList(b.Endpoints), b.Selector)
 			})
@@ -74,8 +84,45 @@ exits 0.`,
 	return cmd
 }
 
+// printSplit writes the binding of a split: a summary line naming the
+// primary, then one row per target with its declared weight, the share of
+// invocations it receives and its provider, or why it has none.
+func printSplit(tw *tabwriter.Writer, b registry.Binding) {
+	fmt.Fprintf(tw, "%s=%s splits invocations; primary (binding files, typed clients): %s\n\n", b.Name, b.Selector, registry.Key(b.Namespace, b.Provider))
+	fmt.Fprintln(tw, "WEIGHT\tSHARE\tTARGET\tPROVIDER\tVERSION\tENDPOINTS")
+	for _, st := range b.Split {
+		provider, eps := "-", "-"
+		if st.Provider != "" {
+			provider, eps = registry.Key(st.Namespace, st.Provider), endpointList(st.Endpoints)
+			if st.Primary {
+				provider += " (primary)"
+			}
+		} else {
+			eps = "unresolved: " + st.Unresolved
+		}
+		fmt.Fprintf(tw, "%d%%\t%d%%\t%s\t%s\t%s\t%s\n", st.Weight, st.Share, st.Selector, provider, orDash(st.Version), eps)
+	}
+}
+
 // printExplanation writes an explanation as a summary line and a table.
 func printExplanation(tw *tabwriter.Writer, ex registry.Explanation) {
+	if len(ex.Split) > 0 {
+		fmt.Fprintf(tw, "%s=%s for %s splits invocations\n", ex.Dependency, ex.Selector, registry.Key(ex.Consumer.Namespace, ex.Consumer.Name))
+		if ex.Chosen != "" {
+			fmt.Fprintf(tw, "primary: %s\n", ex.Chosen)
+		} else {
+			fmt.Fprintf(tw, "unresolved: %s\n", ex.Unresolved)
+		}
+		for _, te := range ex.Split {
+			primary := ""
+			if te.Primary {
+				primary = ", primary"
+			}
+			fmt.Fprintf(tw, "\ntarget %s: weight %d%%, share %d%%%s\n", te.Selector, te.Weight, te.Share, primary)
+			printExplanation(tw, te.Explanation)
+		}
+		return
+	}
 	where := "namespace " + ex.Namespace
 	if ex.Namespace == registry.AnyNamespace {
 		where = "every namespace that exports to it"
