@@ -56,10 +56,11 @@ type DependencySetSpec struct {
 	Dependencies []Dependency `json:"dependencies"`
 }
 
-// Dependency is one named slot, filled by the provider named in provider
-// or by the best match of selector; exactly one of the two is set.
+// Dependency is one named slot, filled by the provider named in provider,
+// by the best match of selector, or split among weighted targets; exactly
+// one of the three is set.
 //
-// +kubebuilder:validation:XValidation:rule="has(self.provider) != has(self.selector)",message="set exactly one of provider (a provider by name) and selector (a type, version range and labels)"
+// +kubebuilder:validation:XValidation:rule="(has(self.provider) ? 1 : 0) + (has(self.selector) ? 1 : 0) + (has(self.targets) ? 1 : 0) == 1",message="set exactly one of provider (a provider by name), selector (a type, version range and labels) and targets (a weighted traffic split)"
 type Dependency struct {
 	// Alias names the slot, as the workload sees it: its Service Binding
 	// directory, its binding name in the sidecar API. A DNS-1123 label.
@@ -78,6 +79,47 @@ type Dependency struct {
 	// Selector chooses the provider: the highest version of the given type
 	// in the range that carries the labels and whose scope admits the
 	// workload.
+	//
+	// +optional
+	Selector *ProviderSelector `json:"selector,omitempty"`
+
+	// Targets split the slot's invocations among several providers by
+	// weight, as for a canary: each target names a provider or a
+	// selector, and a weight in percent; the weights add up to 100. The
+	// target with the highest weight (the first among equals) is the
+	// primary: the binding files and typed clients get its provider. A
+	// target that does not resolve receives nothing; its weight goes to
+	// the others in proportion to theirs (docs/resolution.md).
+	//
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=4
+	// +kubebuilder:validation:XValidation:rule="self.map(t, t.weight).sum() == 100",message="targets: the weights must add up to 100"
+	// +kubebuilder:validation:XValidation:rule="self.all(a, self.exists_one(b, (has(a.provider) && has(b.provider) && a.provider == b.provider) || (has(a.selector) && has(b.selector) && a.selector == b.selector)))",message="targets: each provider or selector may appear only once; give a repeated one the sum of the weights"
+	Targets []DependencyTarget `json:"targets,omitempty"`
+}
+
+// DependencyTarget is one weighted target of a traffic split: a provider
+// named in provider or the best match of selector (exactly one of the
+// two), and its weight.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.provider) != has(self.selector)",message="targets[]: set exactly one of provider (a provider by name) and selector (a type, version range and labels)"
+type DependencyTarget struct {
+	// Weight is the percentage of invocations for this target, from 0
+	// to 100.
+	//
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Weight int32 `json:"weight"`
+
+	// Provider names the provider of this target.
+	//
+	// +optional
+	Provider *ProviderReference `json:"provider,omitempty"`
+
+	// Selector chooses the provider of this target.
 	//
 	// +optional
 	Selector *ProviderSelector `json:"selector,omitempty"`

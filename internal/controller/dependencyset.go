@@ -151,18 +151,32 @@ func dependencySetStatus(ds *v1alpha1.DependencySet, providers []*registry.Provi
 	var unresolved []string
 	for _, d := range ds.Spec.Dependencies {
 		st := v1alpha1.DependencyStatus{Alias: d.Alias}
-		sel, err := kube.DependencySelector(d)
+		dep, err := kube.Dependency(d)
 		if err != nil {
 			st.Reason, st.Message = "InvalidSelector", err.Error()
 		} else {
 			// Explain runs Resolve's own code and records every
 			// candidate: the winner, or why each was rejected.
-			ex := registry.Explain(consumer, registry.Dependency{Alias: d.Alias, Selector: sel}, candidates(providers, sel, ds.Namespace))
+			ex := registry.ExplainDependency(consumer, dep, func(sel registry.Selector) []*registry.Provider {
+				return candidates(providers, sel, ds.Namespace)
+			})
 			if ex.Chosen != "" {
 				st.Provider = ex.Chosen
 				for _, c := range ex.Candidates {
 					if c.Chosen {
 						st.Version = c.Version
+					}
+				}
+				if len(ex.Split) > 0 {
+					// A split: the primary's version, and every
+					// target's share in the message.
+					st.Message = splitText(&ex)
+					for _, te := range ex.Split {
+						for _, c := range te.Candidates {
+							if te.Primary && c.Chosen {
+								st.Version = c.Version
+							}
+						}
 					}
 				}
 				status.ResolvedCount++
@@ -259,6 +273,23 @@ func explainText(ex *registry.Explanation) string {
 		fmt.Fprintf(&b, " %d candidate(s) of other namespaces not shown (not exported to %s).", ex.Hidden, ex.Consumer.Namespace)
 	}
 	return b.String()
+}
+
+// splitText sums up a resolved split for its status message: each
+// target's provider (or why it has none), declared weight and share.
+func splitText(ex *registry.Explanation) string {
+	parts := make([]string, len(ex.Split))
+	for i, te := range ex.Split {
+		who := te.Chosen
+		if who == "" {
+			who = te.Selector + " unresolved (" + strings.TrimSuffix(te.Unresolved, ".") + ")"
+		}
+		parts[i] = fmt.Sprintf("%s weight %d%% share %d%%", who, te.Weight, te.Share)
+		if te.Primary {
+			parts[i] += " (primary)"
+		}
+	}
+	return "splits invocations: " + strings.Join(parts, ", ") + "."
 }
 
 // candidates are the providers a selector can match.

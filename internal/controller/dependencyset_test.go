@@ -83,6 +83,38 @@ func TestDependencySetStatus(t *testing.T) {
 			},
 		},
 		{
+			name:     "a split: the primary, every share in the message",
+			selector: app,
+			deps: []v1alpha1.Dependency{{Alias: "db", Targets: []v1alpha1.DependencyTarget{
+				{Weight: 90, Provider: &v1alpha1.ProviderReference{Name: "pg"}},
+				{Weight: 10, Provider: &v1alpha1.ProviderReference{Name: "pg-next"}},
+			}}},
+			providers: []*registry.Provider{pg},
+			want: v1alpha1.DependencySetStatus{
+				ObservedGeneration: 3, DependencyCount: 1, ResolvedCount: 1, Providers: "db=shop/pg",
+				Dependencies: []v1alpha1.DependencyStatus{{Alias: "db", Provider: "shop/pg", Version: "15.2.0",
+					Message: "splits invocations: shop/pg weight 90% share 100% (primary), pg-next unresolved (no provider named pg-next in namespace shop) weight 10% share 0%."}},
+				Conditions: []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, ObservedGeneration: 3,
+					LastTransitionTime: now, Reason: v1alpha1.ReasonResolved, Message: "all 1 dependencies resolved"}},
+			},
+		},
+		{
+			name:     "a split with bad weights",
+			selector: app,
+			deps: []v1alpha1.Dependency{{Alias: "db", Targets: []v1alpha1.DependencyTarget{
+				{Weight: 90, Provider: &v1alpha1.ProviderReference{Name: "pg"}},
+				{Weight: 20, Provider: &v1alpha1.ProviderReference{Name: "pg-next"}},
+			}}},
+			providers: []*registry.Provider{pg},
+			want: v1alpha1.DependencySetStatus{
+				ObservedGeneration: 3, DependencyCount: 1, ResolvedCount: 0, Providers: "db=-",
+				Dependencies: []v1alpha1.DependencyStatus{{Alias: "db", Reason: "InvalidSelector",
+					Message: "targets: the weights add up to 110, not 100: change them so that they do, as in 90%greeter-v1,10%greeter-v2"}},
+				Conditions: []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: 3,
+					LastTransitionTime: now, Reason: v1alpha1.ReasonUnresolved, Message: "1 of 1 dependencies unresolved. db: targets: the weights add up to 110, not 100: change them so that they do, as in 90%greeter-v1,10%greeter-v2"}},
+			},
+		},
+		{
 			name: "invalid pod selector",
 			selector: metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 				{Key: "app", Operator: "Bogus", Values: []string{"web"}},
@@ -132,11 +164,14 @@ func TestDependencySetStatus(t *testing.T) {
 			// The messages of failed resolutions are registry.Resolve's,
 			// tested there; the reasons are this package's.
 			ignoreMessages := cmpopts.IgnoreFields(v1alpha1.DependencyStatus{}, "Message")
+			if strings.HasPrefix(tt.name, "a split") {
+				ignoreMessages = nil // a split's messages are this package's
+			}
 			if diff := cmp.Diff(tt.want, got, ignoreMessages); diff != "" {
 				t.Errorf("dependencySetStatus() mismatch (-want +got):\n%s", diff)
 			}
 			for _, d := range got.Dependencies {
-				if (d.Reason == "") != (d.Message == "") {
+				if (d.Reason == "") != (d.Message == "") && !strings.HasPrefix(tt.name, "a split") {
 					t.Errorf("dependency %s: reason %q with message %q, want both or neither", d.Alias, d.Reason, d.Message)
 				}
 			}

@@ -7,8 +7,10 @@ import (
 	"strings"
 )
 
-// MaxSplitTargets bounds the targets of one weighted traffic split.
-const MaxSplitTargets = 8
+// MaxSplitTargets bounds the targets of one weighted traffic split. The
+// DependencySet CRD has the same bound: its validation rules must fit the
+// API server's cost budget over 64 dependencies.
+const MaxSplitTargets = 4
 
 // Target is one weighted target of a traffic split: a selector (a provider
 // name or a type, range and labels, as for a plain dependency) and the

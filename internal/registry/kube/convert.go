@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -277,13 +278,50 @@ func secretData(s *corev1.Secret) map[string]string {
 func Dependencies(ds *v1alpha1.DependencySet) ([]registry.Dependency, error) {
 	deps := make([]registry.Dependency, 0, len(ds.Spec.Dependencies))
 	for i, d := range ds.Spec.Dependencies {
-		sel, err := DependencySelector(d)
+		dep, err := Dependency(d)
 		if err != nil {
 			return nil, fmt.Errorf("spec.dependencies[%d] (alias %q): %w", i, d.Alias, err)
 		}
-		deps = append(deps, registry.Dependency{Alias: d.Alias, Selector: sel})
+		deps = append(deps, dep)
 	}
 	return deps, nil
+}
+
+// Dependency converts one dependency of a DependencySet: a provider
+// reference, a selector, or a weighted split (targets), checked by the
+// rules of registry.NewSplit; an error names the target's field.
+func Dependency(d v1alpha1.Dependency) (registry.Dependency, error) {
+	if d.Targets == nil {
+		sel, err := DependencySelector(d)
+		if err != nil {
+			return registry.Dependency{}, err
+		}
+		return registry.Dependency{Alias: d.Alias, Selector: sel}, nil
+	}
+	if d.Provider != nil || d.Selector != nil {
+		return registry.Dependency{}, fmt.Errorf("set targets alone, without provider or selector")
+	}
+	targets := make([]registry.Target, len(d.Targets))
+	for j, t := range d.Targets {
+		sel, err := DependencySelector(v1alpha1.Dependency{Provider: t.Provider, Selector: t.Selector})
+		if err != nil {
+			return registry.Dependency{}, fmt.Errorf("targets[%d]: %w", j, err)
+		}
+		targets[j] = registry.Target{Selector: sel, Weight: int(t.Weight)}
+	}
+	dep, err := registry.NewSplit(d.Alias, targets)
+	var se *registry.SplitError
+	if errors.As(err, &se) {
+		if se.Index < 0 {
+			return registry.Dependency{}, fmt.Errorf("targets: %s", se.Reason)
+		}
+		field := se.Field
+		if field == "selector" {
+			field = "provider or selector"
+		}
+		return registry.Dependency{}, fmt.Errorf("targets[%d].%s: %s", se.Index, field, se.Reason)
+	}
+	return dep, err
 }
 
 // DependencySelector converts one dependency's provider reference or

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,5 +152,44 @@ func TestConsume(t *testing.T) {
 	}
 	if ev := <-w; ev.Revision != from+1 {
 		t.Errorf("first replayed revision = %d, want %d", ev.Revision, from+1)
+	}
+}
+
+// TestDependencySplit converts a DependencySet's weighted targets, and
+// refuses the bad ones the API server would also refuse (for objects that
+// bypassed it) with an error naming the target's field.
+func TestDependencySplit(t *testing.T) {
+	v1 := &v1alpha1.ProviderReference{Name: "greeter-v1"}
+	v2 := &v1alpha1.ProviderReference{Name: "greeter-v2"}
+	d, err := Dependency(v1alpha1.Dependency{Alias: "greeter", Targets: []v1alpha1.DependencyTarget{
+		{Weight: 10, Selector: &v1alpha1.ProviderSelector{Type: "http", Version: "^2"}},
+		{Weight: 90, Provider: v1},
+	}})
+	if err != nil {
+		t.Fatalf("Dependency(split) = %v", err)
+	}
+	if got := registry.FormatDependencies([]registry.Dependency{d}); got != "greeter=10%http@^2,90%greeter-v1" || d.Selector.Provider != "greeter-v1" {
+		t.Errorf("Dependency(split) = %q with primary %q, want greeter=10%%http@^2,90%%greeter-v1 with primary greeter-v1", got, d.Selector)
+	}
+	tests := []struct {
+		name    string
+		targets []v1alpha1.DependencyTarget
+		want    string
+	}{
+		{name: "sum", targets: []v1alpha1.DependencyTarget{{Weight: 90, Provider: v1}, {Weight: 20, Provider: v2}}, want: "targets: the weights add up to 110, not 100"},
+		{name: "negative", targets: []v1alpha1.DependencyTarget{{Weight: 110, Provider: v1}, {Weight: -10, Provider: v2}}, want: "targets[0].weight: 110 is not a whole percentage"},
+		{name: "missing selector", targets: []v1alpha1.DependencyTarget{{Weight: 90, Provider: v1}, {Weight: 10}}, want: "targets[1]: set provider"},
+		{name: "duplicate", targets: []v1alpha1.DependencyTarget{{Weight: 50, Provider: v1}, {Weight: 50, Provider: v1}}, want: `targets[1].provider or selector: "greeter-v1" repeats target 1`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Dependency(v1alpha1.Dependency{Alias: "greeter", Targets: tt.targets})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Dependency(%+v) = %v, want an error saying %q", tt.targets, err, tt.want)
+			}
+		})
+	}
+	if _, err := Dependency(v1alpha1.Dependency{Alias: "greeter", Provider: v1, Targets: []v1alpha1.DependencyTarget{{Weight: 100, Provider: v2}}}); err == nil {
+		t.Errorf("Dependency(provider and targets) = nil error, want one")
 	}
 }

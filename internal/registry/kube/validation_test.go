@@ -82,6 +82,44 @@ func dependencySet(mutate func(d *v1alpha1.DependencySet)) func() client.Object 
 	}
 }
 
+// goodSplit is a weighted split: 90% to greeter-v1, 10% to greeter-v2.
+func goodSplit() v1alpha1.Dependency {
+	return v1alpha1.Dependency{Alias: "greeter", Targets: []v1alpha1.DependencyTarget{
+		{Weight: 90, Provider: &v1alpha1.ProviderReference{Name: "greeter-v1"}},
+		{Weight: 10, Provider: &v1alpha1.ProviderReference{Name: "greeter-v2"}},
+	}}
+}
+
+// split returns the good DependencySet with goodSplit as its fourth
+// dependency, its targets changed by mutate and the dependency by more.
+func split(mutate func([]v1alpha1.DependencyTarget), more ...func(*v1alpha1.Dependency)) func() client.Object {
+	return dependencySet(func(d *v1alpha1.DependencySet) {
+		dep := goodSplit()
+		mutate(dep.Targets)
+		for _, m := range more {
+			m(&dep)
+		}
+		d.Spec.Dependencies = append(d.Spec.Dependencies, dep)
+	})
+}
+
+// rawDependencySet is the good DependencySet with goodSplit as its fourth
+// dependency, as unstructured content changed by mutate.
+func rawDependencySet(t *testing.T, mutate func(obj map[string]any)) func() client.Object {
+	return func() client.Object {
+		d := goodDependencySet()
+		d.Spec.Dependencies = append(d.Spec.Dependencies, goodSplit())
+		content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mutate(content)
+		u := &unstructured.Unstructured{Object: content}
+		u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("DependencySet"))
+		return u
+	}
+}
+
 // rawProvider returns a good Provider as unstructured content changed by
 // mutate, for values the Go types cannot hold.
 func rawProvider(t *testing.T, mutate func(obj map[string]any)) func() client.Object {
@@ -211,6 +249,32 @@ func TestAPIServerRefusesBadObjects(t *testing.T) {
 				d.Spec.Dependencies = append(d.Spec.Dependencies, v1alpha1.Dependency{Alias: fmt.Sprintf("d%d", i), Provider: &v1alpha1.ProviderReference{Name: "p"}})
 			}
 		}), wantField: "spec.dependencies", wantMsg: "must have at most 64 items"},
+		// Weighted traffic splits.
+		{name: "split weights not adding up to 100", obj: split(func(ts []v1alpha1.DependencyTarget) { ts[1].Weight = 20 }), wantField: "spec.dependencies[3].targets", wantMsg: "the weights must add up to 100"},
+		{name: "split negative weight", obj: split(func(ts []v1alpha1.DependencyTarget) { ts[0].Weight, ts[1].Weight = 110, -10 }), wantField: "spec.dependencies[3].targets[1].weight", wantMsg: "should be greater than or equal to 0"},
+		{name: "split weight over 100", obj: split(func(ts []v1alpha1.DependencyTarget) { ts[0].Weight, ts[1].Weight = 110, -10 }), wantField: "spec.dependencies[3].targets[0].weight", wantMsg: "should be less than or equal to 100"},
+		{name: "split target without provider or selector", obj: split(func(ts []v1alpha1.DependencyTarget) { ts[1].Provider = nil }), wantField: "spec.dependencies[3].targets[1]", wantMsg: "set exactly one of provider"},
+		{name: "split target with provider and selector", obj: split(func(ts []v1alpha1.DependencyTarget) { ts[1].Selector = &v1alpha1.ProviderSelector{Type: "http"} }), wantField: "spec.dependencies[3].targets[1]", wantMsg: "set exactly one of provider"},
+		{name: "split duplicate providers", obj: split(func(ts []v1alpha1.DependencyTarget) { ts[1].Provider.Name = "greeter-v1" }), wantField: "spec.dependencies[3].targets", wantMsg: "each provider or selector may appear only once"},
+		{name: "split duplicate selectors", obj: split(func(ts []v1alpha1.DependencyTarget) {
+			ts[0].Provider, ts[0].Selector = nil, &v1alpha1.ProviderSelector{Type: "http", Version: "^1"}
+			ts[1].Provider, ts[1].Selector = nil, &v1alpha1.ProviderSelector{Type: "http", Version: "^1"}
+		}), wantField: "spec.dependencies[3].targets", wantMsg: "each provider or selector may appear only once"},
+		{name: "split target with a bad provider name", obj: split(func(ts []v1alpha1.DependencyTarget) { ts[1].Provider.Name = "Greeter" }), wantField: "spec.dependencies[3].targets[1].provider.name", wantMsg: "must be a DNS-1123 label"},
+		{name: "split and selector", obj: split(func(ts []v1alpha1.DependencyTarget) {}, func(d *v1alpha1.Dependency) { d.Selector = &v1alpha1.ProviderSelector{Type: "http"} }), wantField: "spec.dependencies[3]", wantMsg: "set exactly one of provider"},
+		{name: "split without targets", obj: split(func(ts []v1alpha1.DependencyTarget) {}, func(d *v1alpha1.Dependency) { d.Targets = []v1alpha1.DependencyTarget{} }), wantField: "spec.dependencies[3]", wantMsg: "set exactly one of provider"},
+		{name: "split with too many targets", obj: split(func(ts []v1alpha1.DependencyTarget) {}, func(d *v1alpha1.Dependency) {
+			d.Targets = nil
+			for i := range 5 {
+				d.Targets = append(d.Targets, v1alpha1.DependencyTarget{Weight: 20, Provider: &v1alpha1.ProviderReference{Name: fmt.Sprintf("g%d", i)}})
+			}
+		}), wantField: "spec.dependencies[3].targets", wantMsg: "must have at most 4 items"},
+		{name: "split weight missing", obj: rawDependencySet(t, func(obj map[string]any) {
+			deps, _, _ := unstructured.NestedSlice(obj, "spec", "dependencies")
+			dep := deps[3].(map[string]any)
+			delete(dep["targets"].([]any)[1].(map[string]any), "weight")
+			_ = unstructured.SetNestedSlice(obj, deps, "spec", "dependencies")
+		}), wantField: "spec.dependencies[3].targets[1].weight", wantMsg: "Required value"},
 		{name: "selector operator", obj: dependencySet(func(d *v1alpha1.DependencySet) {
 			d.Spec.Selector.MatchExpressions[0].Operator = "Equals"
 		}), wantField: "spec.selector", wantMsg: "operators must be In, NotIn, Exists or DoesNotExist"},
@@ -270,8 +334,17 @@ func TestAPIServerAcceptsGoodObjects(t *testing.T) {
 	anyVersion.Name = "any-version"
 	anyVersion.Spec.Selector = metav1.LabelSelector{}
 	anyVersion.Spec.Dependencies = []v1alpha1.Dependency{{Alias: "cache", Selector: &v1alpha1.ProviderSelector{Type: "redis", Version: "*"}}}
+	// Splits: two providers; a selector, a provider and a zero weight.
+	splits := goodDependencySet()
+	splits.Name = "splits"
+	mixed := v1alpha1.Dependency{Alias: "mixed", Targets: []v1alpha1.DependencyTarget{
+		{Weight: 100, Selector: &v1alpha1.ProviderSelector{Type: "http", Version: "^1"}},
+		{Weight: 0, Selector: &v1alpha1.ProviderSelector{Type: "http", Version: "^2"}},
+		{Weight: 0, Provider: &v1alpha1.ProviderReference{Name: "greeter-v1", Namespace: "team-b"}},
+	}}
+	splits.Spec.Dependencies = append(splits.Spec.Dependencies, goodSplit(), mixed)
 
-	for _, obj := range []client.Object{goodProvider(), leased, core, knative, minimal, goodDependencySet(), anyVersion} {
+	for _, obj := range []client.Object{goodProvider(), leased, core, knative, minimal, goodDependencySet(), anyVersion, splits} {
 		if err := c.Create(t.Context(), obj); err != nil {
 			t.Fatalf("Create(%T %s) error = %v, want nil", obj, obj.GetName(), err)
 		}
