@@ -211,6 +211,9 @@ func FuzzResolve(f *testing.F) {
 		`{"consumer":{"name":"fn"},"dependency":"pay=team-b/pay"}`,
 		`{"consumer":{"name":"fn"},"dependency":"g=http@*,tier=gold"}`,
 		`{"consumer":{"name":"Fn!"},"dependency":"g=g1"}`,
+		`{"consumer":{"name":"fn"},"dependency":"g=90%g1,10%http@^2"}`,
+		`{"consumer":{"name":"fn"},"dependency":"g=50%nope,50%http@*,tier=gold"}`,
+		`{"consumer":{"name":"fn"},"dependency":"g=90%g1,20%g2"}`,
 		`{"consumer":{},"dependency":""}`, `{"dependency":"a=b","extra":1}`, `null`, `{}`,
 	} {
 		f.Add([]byte(body))
@@ -265,8 +268,25 @@ func FuzzResolve(f *testing.F) {
 		if ex.Chosen != registry.Key(b.Namespace, b.Provider) {
 			t.Fatalf("POST /v1/resolve bound %s/%s, POST /v1/explain chose %q", b.Namespace, b.Provider, ex.Chosen)
 		}
-		if b.Name != dep.Alias || b.Selector != dep.Selector.String() {
+		if b.Name != dep.Alias || b.Selector != dep.SelectorString() {
 			t.Fatalf("POST /v1/resolve %q answered binding %q for selector %q", req.Dependency, b.Name, b.Selector)
+		}
+		if dep.IsSplit() {
+			// A split: one entry per target, shares adding up to 100,
+			// only resolved targets with a share, the primary bound.
+			sum := 0
+			for i, st := range b.Split {
+				sum += st.Share
+				if (st.Provider == "") != (st.Unresolved != "") || st.Provider == "" && st.Share != 0 {
+					t.Fatalf("POST /v1/resolve %q: target %d = %+v", req.Dependency, i, st)
+				}
+				if st.Primary && (st.Provider != b.Provider || st.Namespace != b.Namespace) {
+					t.Fatalf("POST /v1/resolve %q: primary %+v is not the binding's %s/%s", req.Dependency, st, b.Namespace, b.Provider)
+				}
+			}
+			if len(b.Split) != len(dep.Split) || sum != 100 {
+				t.Fatalf("POST /v1/resolve %q: split %+v, want %d targets with shares adding up to 100", req.Dependency, b.Split, len(dep.Split))
+			}
 		}
 		p, err := e.store.Get(t.Context(), b.Namespace, b.Provider)
 		if err != nil {
