@@ -212,3 +212,32 @@ func TestStream(t *testing.T) {
 		t.Errorf("Stream() error = %v, want a problem naming sidecarID", err)
 	}
 }
+
+// TestStreamToleratesNewerControlPlanes is the version-skew rule sidecars
+// rely on (docs/protocol.md, "Version skew"): fields a newer control plane
+// adds to stream messages, at the top or inside a binding, are ignored and
+// the rest is read as usual. A sidecar that predates weighted splits
+// reads a split binding this way: its own fields, the primary's, and
+// nothing else.
+func TestStreamToleratesNewerControlPlanes(t *testing.T) {
+	line := `{"type":"snapshot","version":3,"hash":"h","futureField":{"x":1},` +
+		`"bindings":[{"name":"greeter","provider":"greeter-v1","namespace":"team","type":"http",` +
+		`"endpoints":[{"url":"http://127.0.0.1:9001","ready":true}],"selector":"90%greeter-v1,10%greeter-v2","revision":3,` +
+		`"split":[{"selector":"greeter-v1","weight":90,"share":90,"primary":true}],"anotherFutureField":[1,2]}]}` + "\n"
+	srv, _ := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		_, _ = io.WriteString(w, line)
+	})
+	s, err := (&Client{BaseURL: srv.URL}).Stream(t.Context(), protocol.Hello{SidecarID: "sc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m, err := s.Recv()
+	if err != nil {
+		t.Fatalf("Recv() of a message with fields this version does not know = %v, want it read", err)
+	}
+	if m.Version != 3 || len(m.Bindings) != 1 || m.Bindings[0].Provider != "greeter-v1" || len(m.Bindings[0].Endpoints) != 1 {
+		t.Errorf("Recv() = %+v, want version 3 and greeter bound to greeter-v1", m)
+	}
+}
