@@ -135,7 +135,7 @@ func (Trusting) Identify(_ context.Context, _ *http.Request, hello *protocol.Hel
 	}
 	deps, err := registry.ParseDependencyList(hello.Dependencies)
 	if err != nil {
-		return Identity{}, err
+		return Identity{}, &registry.FieldError{Field: "dependencies", Reason: "has an entry that does not parse: " + err.Error()}
 	}
 	return Identity{Consumer: c, Dependencies: deps, Owner: hello.SidecarID}, nil
 }

@@ -147,8 +147,8 @@ func TestSplitBadInput(t *testing.T) {
 				}
 			}
 			code, body := e.do(t, "POST", protocol.StreamPath, `{"sidecarID":"a","consumer":{"name":"fn"},"dependencies":["`+tc.dep+`"]}`)
-			if code != 400 || !strings.Contains(body, tc.want) {
-				t.Errorf("stream hello %s = %d %s, want 400 saying %q", tc.dep, code, body, tc.want)
+			if code != 400 || !strings.Contains(body, tc.want) || !strings.Contains(body, `"field":"dependencies"`) {
+				t.Errorf("stream hello %s = %d %s, want 400 on field dependencies saying %q", tc.dep, code, body, tc.want)
 			}
 		})
 	}
