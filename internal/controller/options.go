@@ -29,7 +29,8 @@ const (
 	DefaultMetricsAddr       = ":8080"
 	DefaultTokenAudience     = "ddi"
 	DefaultStreamRecheck     = 10 * time.Second
-	DefaultSecretPoll        = 5 * time.Second
+	DefaultSecretPoll        = time.Second
+	DefaultSecretReads       = 50.0
 	DefaultLeaseDuration     = 15 * time.Second
 	DefaultRenewDeadline     = 10 * time.Second
 	DefaultRetryPeriod       = 2 * time.Second
@@ -111,8 +112,12 @@ type Options struct {
 	StreamRecheck time.Duration
 	// SecretPoll is how often the Secrets that Providers reference are read
 	// again; a change reaches bound sidecars (files and typed clients)
-	// within it. The controller never lists or watches Secrets. Default 5s.
+	// within it. The controller never lists or watches Secrets. Default 1s.
 	SecretPoll time.Duration
+	// SecretReads bounds each replica's Secret reads per second; a poll
+	// round of more Secrets than that takes longer than SecretPoll.
+	// Default 50.
+	SecretReads float64
 	// TokenAudience is the audience sidecar tokens must carry; it must
 	// equal Inject.TokenAudience.
 	TokenAudience string
@@ -153,6 +158,7 @@ func DefaultOptions() Options {
 		TokenAudience:     DefaultTokenAudience,
 		StreamRecheck:     DefaultStreamRecheck,
 		SecretPoll:        DefaultSecretPoll,
+		SecretReads:       DefaultSecretReads,
 	}
 }
 
@@ -181,6 +187,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Inject.LogLevel, "sidecar-log-level", o.Inject.LogLevel, "log level of the injected sidecars")
 	fs.DurationVar(&o.StreamRecheck, "stream-recheck", o.StreamRecheck, "how often an open sidecar stream is checked against its pod and token; a deleted pod's stream ends within it")
 	fs.DurationVar(&o.SecretPoll, "secret-poll", o.SecretPoll, "how often Secrets named by Providers' secretRef are read again; a change reaches bound sidecars within it (0 turns it off)")
+	fs.Float64Var(&o.SecretReads, "secret-reads", o.SecretReads, "at most this many Secret reads per second per replica; more referenced Secrets than --secret-poll allows stretch a poll round")
 	fs.StringVar(&o.TokenAudience, "token-audience", o.TokenAudience, "audience of the sidecars' projected service-account tokens")
 }
 

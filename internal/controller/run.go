@@ -295,12 +295,13 @@ func newControlPlane(mgr manager.Manager, cfg *rest.Config, scheme *runtime.Sche
 		return nil, fmt.Errorf("sidecar authentication: %w", err)
 	}
 	cp, err := controlplane.New(controlplane.Options{
-		Store:      store,
-		Auth:       auth,
-		Secrets:    SecretReader{Reader: mgr.GetAPIReader()},
-		Recheck:    o.StreamRecheck,
-		SecretPoll: o.SecretPoll,
-		Logger:     log.With("component", "controlplane"),
+		Store:       store,
+		Auth:        auth,
+		Secrets:     SecretReader{Reader: mgr.GetAPIReader()},
+		Recheck:     o.StreamRecheck,
+		SecretPoll:  o.SecretPoll,
+		SecretReads: o.SecretReads,
+		Logger:      log.With("component", "controlplane"),
 	})
 	if err != nil {
 		return nil, err

@@ -7,6 +7,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // pollSecrets reads, every s.secretPoll, the secret material of every
@@ -15,8 +17,13 @@ import (
 // material is kept. A provider seen for the first time counts as changed:
 // its secret may have changed between a stream's read and this one, and a
 // stream whose snapshot did not change sends nothing.
+//
+// Reads are bounded to s.secretReads per second: a round that reads more
+// secrets than that in one period takes longer, and the next round starts
+// one period after it began or when it ends, whichever is later.
 func (s *Server) pollSecrets(ctx context.Context) {
 	seen := map[string][32]byte{}
+	lim := rate.NewLimiter(rate.Limit(s.secretReads), 1)
 	t := time.NewTicker(s.secretPoll)
 	defer t.Stop()
 	for {
@@ -31,6 +38,9 @@ func (s *Server) pollSecrets(ctx context.Context) {
 		for _, p := range v.all {
 			if p.SecretRef == nil || len(p.Secret) > 0 {
 				continue
+			}
+			if lim.Wait(ctx) != nil {
+				return
 			}
 			data, err := s.secrets.Secret(ctx, p)
 			if err != nil {

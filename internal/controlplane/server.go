@@ -31,6 +31,11 @@ type Options struct {
 	// to every bound consumer like any other provider change. Zero turns
 	// it off; it is off without Secrets.
 	SecretPoll time.Duration
+	// SecretReads bounds the secret reads of one replica per second, so
+	// that many providers stretch a poll round instead of loading the
+	// source: a round of N reads takes at least N/SecretReads seconds.
+	// Default 50.
+	SecretReads float64
 	// Heartbeat is the interval of stream heartbeats. Default 15s.
 	Heartbeat time.Duration
 	// Recheck is how often an open stream asks the Authenticator whether
@@ -62,6 +67,8 @@ type Server struct {
 	recheck  time.Duration
 
 	secretPoll time.Duration
+	// secretReads bounds secret reads per second (Options.SecretReads).
+	secretReads float64
 	// touch carries provider keys whose referenced secret changed to the
 	// goroutine that publishes views.
 	touch chan []string
@@ -112,6 +119,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if s.secrets != nil {
 		s.secretPoll = opts.SecretPoll
+	}
+	if s.secretReads = opts.SecretReads; s.secretReads <= 0 {
+		s.secretReads = 50
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
