@@ -42,7 +42,10 @@ ended it).
 
 SELECTOR is a provider name (greeter), NAMESPACE/NAME, or a type with a
 version range and optional labels: TYPE@RANGE[,KEY=VALUE...], for example
-postgresql@^15,tier=gold or http@*. See docs/resolution.md.
+postgresql@^15,tier=gold or http@*. A weighted traffic split lists
+targets as WEIGHT%SELECTOR separated by commas, weights adding up to 100:
+greeter=90%greeter-v1,10%greeter-v2 sends one invocation in ten to
+greeter-v2 and binds the files to greeter-v1. See docs/resolution.md.
 
 By default the sidecar listens on a free loopback port, the binding files
 go to a temporary directory that is removed at exit, and the sidecar logs
@@ -135,7 +138,7 @@ only warnings (set --log-level to see more).`,
 	f := cmd.Flags()
 	f.StringVar(&name, "name", "", "function (consumer) name, a DNS-1123 label (required)")
 	f.StringVar(&namespace, "namespace", registry.DefaultNamespace, "namespace of the function")
-	f.StringArrayVar(&deps, "dep", nil, "dependency ALIAS=SELECTOR; repeatable")
+	f.StringArrayVar(&deps, "dep", nil, "dependency ALIAS=SELECTOR, or ALIAS=W%SELECTOR,... for a weighted split; repeatable")
 	f.StringVar(&listen, "sidecar-listen", "127.0.0.1:0", "sidecar listen address (port 0 picks a free port)")
 	f.StringVar(&bindingRoot, "binding-root", "", "directory for Service Binding files (default: a temporary directory)")
 	f.DurationVar(&readyTimeout, "ready-timeout", 10*time.Second, "how long to wait for the first snapshot before starting the command anyway")

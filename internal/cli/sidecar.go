@@ -97,7 +97,7 @@ its heap is tiny, and collecting less often saves CPU per proxied request.`,
 	f.StringVar(&cfg.Consumer.Namespace, "namespace", registry.DefaultNamespace, "namespace of the function ($DDI_NAMESPACE, else $DDI_POD_NAMESPACE)")
 	f.StringVar(&cfg.Consumer.ServiceAccount, "service-account", "", "service account of the function ($DDI_SERVICE_ACCOUNT)")
 	f.StringArrayVar(&labels, "label", nil, "label KEY=VALUE of the function; repeatable")
-	f.StringArrayVar(&deps, "dep", nil, "dependency ALIAS=SELECTOR; repeatable")
+	f.StringArrayVar(&deps, "dep", nil, "dependency ALIAS=SELECTOR, or ALIAS=W%SELECTOR,... for a weighted split; repeatable")
 	f.StringVar(&depsAnnotation, "dependencies", "", "dependencies as in the ddi.dev/dependencies annotation: ALIAS=SELECTOR;... ($DDI_DEPENDENCIES)")
 	f.StringVar(&cfg.BindingRoot, "binding-root", "", "directory for Service Binding files; empty disables them ($SERVICE_BINDING_ROOT)")
 	f.StringVar(&cfg.CAFile, "control-plane-ca-file", "", "PEM file of the CAs trusted for an https control plane instead of the system roots ($DDI_CONTROL_PLANE_CA_FILE; else the PEM itself in $DDI_CONTROL_PLANE_CA, as injected on Kubernetes)")
