@@ -277,3 +277,25 @@ func TestSplitterIsExact(t *testing.T) {
 		}
 	}
 }
+
+// TestInvokeSplitRetriesWithinTarget: a split 50/50 whose first target has
+// a dead endpoint beside a live one. Safe invocations that reach the dead
+// endpoint are retried on the live endpoint of the same target, never on
+// the other target: both targets still receive exactly half, and none
+// fails.
+func TestInvokeSplitRetriesWithinTarget(t *testing.T) {
+	f := newFakeCP(t)
+	v1, v2 := newBackend(t, "v1"), newBackend(t, "v2")
+	b := splitBinding(50, 50, v1.URL, v2.URL)
+	dead := registry.Endpoint{URL: closedURL(t), Ready: true}
+	b.Split[0].Endpoints = append([]registry.Endpoint{dead}, b.Split[0].Endpoints...)
+	b.Endpoints = b.Split[0].Endpoints
+	cfg := testConfig(f)
+	cfg.Dependencies = []registry.Dependency{mustDep("greeter=50%greeter-v1,50%greeter-v2")}
+	ts := startConnected(t, f, cfg, []registry.Binding{b}, nil)
+
+	counts, failures := invokeMany(t, ts.url, 1000, 4)
+	if failures != 0 || counts["v1"] != 500 || counts["v2"] != 500 {
+		t.Errorf("1,000 invocations: v1 %d, v2 %d, %d failed; want 500, 500 and none", counts["v1"], counts["v2"], failures)
+	}
+}
