@@ -32,7 +32,7 @@ KUBEBUILDER_ASSETS=$(hack/kube-bins.sh | tail -1)
 export KUBEBUILDER_ASSETS PATH="$PATH:$KUBEBUILDER_ASSETS"
 
 log "gofmt and go vet"
-unformatted=$(gofmt -l $(git ls-files '*.go'))
+unformatted=$(git ls-files -z '*.go' | xargs -0 gofmt -l)
 if [ -n "$unformatted" ]; then
   echo "gofmt would change:" >&2; echo "$unformatted" >&2; exit 1
 fi
@@ -42,6 +42,7 @@ go vet -tags e2e ./test/e2e/   # the cluster test compiles even where it cannot 
 go -C examples/orders vet ./...
 go -C examples vet ./...
 go -C examples build ./...
+go -C hack/release vet ./...
 
 log "main module tests"
 go test -count=1 -timeout 30m ./...
@@ -52,4 +53,6 @@ log "examples (against the real ddi binary)"
 mkdir -p "$DDI_CACHE/bin"
 go build -o "$DDI_CACHE/bin/ddi" ./cmd/ddi
 DDI_BIN="$DDI_CACHE/bin/ddi" go -C examples/orders test -count=1 -timeout 10m ./...
+log "release: hack/release.sh against a real registry (docs/install.md)"
+go -C hack/release test -count=1 -timeout 30m ./...
 log "all tests passed"
