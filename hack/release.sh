@@ -48,7 +48,7 @@ export PATH GOTOOLCHAIN=local GOWORK=off
 
 log() { printf '[release %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-usage() { sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; }
+usage() { sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; }
 
 registry="" version="" output=release.yaml platforms=linux/amd64,linux/arm64 insecure=()
 while [[ $# -gt 0 ]]; do
