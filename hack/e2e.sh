@@ -4,7 +4,9 @@
 # Usage: hack/e2e.sh [VERB]   (as root)
 #   all        (default) the whole end-to-end run, bounded in time: down
 #              (leftovers of an earlier run), up, go test -tags e2e
-#              ./test/e2e/..., down; exit status is the test's
+#              ./test/e2e/..., the Service Binding conformance suite
+#              (hack/servicebinding-conformance.sh), down; exit status is
+#              the first failure's
 #   install    build ddi's two images (controller; sidecar with -tags
 #              nokube), import them, apply deploy/overlays/local, wait for
 #              the controller
@@ -20,6 +22,8 @@
 #   DDI_E2E_TIMEOUT    go test -timeout of the test verb [35m]
 #   DDI_E2E_REPORT     the test writes its measurements here as JSON
 #   DDI_E2E_KEEP=1     the test leaves its namespaces behind
+#   DDI_E2E_SB_CONFORMANCE=0
+#                      all skips the Service Binding conformance suite
 #   DDI_BUILD_P        go build -p [2]
 # and those of hack/cluster.sh (DDI_CACHE, DDI_CLUSTER_STATE, ...).
 set -euo pipefail
@@ -134,6 +138,13 @@ cmd_all() {
 	# The cluster goes next: the test need not clean its namespaces up.
 	DDI_E2E_KEEP=${DDI_E2E_KEEP:-1} cmd_test || rc=$?
 	log "tests finished with status $rc after $((SECONDS - start)) s"
+	if [[ ${DDI_E2E_SB_CONFORMANCE:-1} != 0 ]]; then
+		log "running the Service Binding conformance suite (hack/servicebinding-conformance.sh)"
+		local sbrc=0
+		hack/servicebinding-conformance.sh || sbrc=$?
+		log "Service Binding conformance suite finished with status $sbrc after $((SECONDS - start)) s"
+		((rc != 0)) || rc=$sbrc
+	fi
 	return "$rc"
 }
 

@@ -134,6 +134,9 @@ func (c *localCluster) tryKubectl(stdin string, args ...string) (string, error) 
 // images are the references of the images built for this run.
 type images struct {
 	ddi, sidecar, greeter, frontend string
+	// genericapp is the Service Binding conformance suite's stand-in
+	// generic test application (test/servicebinding/genericapp).
+	genericapp string
 }
 
 // replace points the manifests' :dev images at this run's builds.
@@ -143,6 +146,7 @@ func (im images) replace(manifest string) string {
 		"ddi.local/ddi-sidecar:dev", im.sidecar,
 		"ddi.local/greeter:dev", im.greeter,
 		"ddi.local/frontend:dev", im.frontend,
+		"ddi.local/genericapp:dev", im.genericapp,
 	).Replace(manifest)
 }
 
@@ -171,6 +175,7 @@ func (c *localCluster) buildImages(t *testing.T) images {
 		{repo: "ddi-sidecar", dir: c.repo, pkg: "./cmd/ddi", bin: filepath.Join(out, "ddi-sidecar", "ddi"), tags: "nokube"},
 		{repo: "greeter", dir: filepath.Join(c.repo, "examples"), pkg: "./greeter", bin: filepath.Join(out, "greeter", "greeter"), flags: []string{"-port", "8080"}},
 		{repo: "frontend", dir: filepath.Join(c.repo, "examples"), pkg: "./frontend", bin: filepath.Join(out, "frontend", "frontend"), flags: []string{"-port", "8080"}},
+		{repo: "genericapp", dir: c.repo, pkg: "./test/servicebinding/genericapp", bin: filepath.Join(out, "genericapp", "genericapp"), flags: []string{"-port", "8080"}},
 	}
 	refs := map[string]string{}
 	for _, b := range builds {
@@ -198,8 +203,8 @@ func (c *localCluster) buildImages(t *testing.T) images {
 		refs[b.repo] = ref
 		pruneImageTarballs(t, filepath.Join(cache, "cluster", "images"), b.repo, tag)
 	}
-	im := images{ddi: refs["ddi"], sidecar: refs["ddi-sidecar"], greeter: refs["greeter"], frontend: refs["frontend"]}
-	t.Logf("images: %s %s %s %s", im.ddi, im.sidecar, im.greeter, im.frontend)
+	im := images{ddi: refs["ddi"], sidecar: refs["ddi-sidecar"], greeter: refs["greeter"], frontend: refs["frontend"], genericapp: refs["genericapp"]}
+	t.Logf("images: %s %s %s %s %s", im.ddi, im.sidecar, im.greeter, im.frontend, im.genericapp)
 	return im
 }
 

@@ -10,17 +10,27 @@
 //
 // hack/servicebinding-conformance.sh packs it under the image name the suite
 // uses, ghcr.io/servicebinding/conformance/generic-test-app:main.
+//
+// On SIGTERM it keeps serving for 5 s (GENERICAPP_DRAIN) before it stops, as
+// a well-behaved server does while its endpoint is taken out of the
+// Service: a connection the node's service rules still send to it in that
+// window is answered instead of dialling a vanished pod address until TCP
+// gives up (over a minute), which made a rollout cost the suite's polling
+// steps minutes.
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io/fs"
 	"log"
 	"net/http"
 	"os"
+	"os/signal"
 	"path"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -29,8 +39,23 @@ func main() {
 	if a := os.Getenv("GENERICAPP_ADDR"); a != "" {
 		addr = a
 	}
+	drain := 5 * time.Second
+	if d, err := time.ParseDuration(os.Getenv("GENERICAPP_DRAIN")); err == nil {
+		drain = d
+	}
 	srv := &http.Server{Addr: addr, Handler: handler(environ()), ReadHeaderTimeout: 10 * time.Second}
-	log.Fatal(srv.ListenAndServe())
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		<-sig
+		time.Sleep(drain)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}()
+	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+		log.Fatal(err)
+	}
 }
 
 // environ is the environment at start-up, as the original's start script
