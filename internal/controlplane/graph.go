@@ -24,6 +24,10 @@ type Graph struct {
 	Revision  int64           `json:"revision"`
 	Functions []GraphFunction `json:"functions"`
 	Providers []GraphProvider `json:"providers"`
+	// Replicas, when the control plane runs as several replicas, says
+	// what each contributed to Functions (the answering one first) or why
+	// it could not be asked (docs/dashboard.md, "Replicas").
+	Replicas []ReplicaStatus `json:"replicas,omitempty"`
 }
 
 // GraphFunction is one consumer with at least one connected sidecar.
@@ -45,6 +49,9 @@ type GraphSidecar struct {
 	AckedVersion int64     `json:"ackedVersion"`
 	AckError     string    `json:"ackError,omitempty"`
 	ConnectedAt  time.Time `json:"connectedAt"`
+	// Replica names the control plane replica the stream is open on,
+	// when there are several.
+	Replica string `json:"replica,omitempty"`
 }
 
 // GraphDependency is one edge: a dependency and the provider it resolves
@@ -77,8 +84,9 @@ type GraphProvider struct {
 	Ready int `json:"ready"`
 }
 
-// graph builds the Graph of view v and the open streams.
-func (s *Server) graph(v *view) Graph {
+// graph builds the Graph of view v and the connected sidecars (of every
+// replica), with the replicas' statuses.
+func (s *Server) graph(v *view, sidecars []sidecarInfo, replicas []ReplicaStatus) Graph {
 	type fn struct {
 		f        *GraphFunction
 		consumer registry.Consumer
@@ -86,9 +94,9 @@ func (s *Server) graph(v *view) Graph {
 		aliases  map[string]bool
 	}
 	byKey := make(map[string]*fn)
-	s.mu.Lock()
-	for _, sess := range s.sessions {
-		c := sess.id.Consumer
+	for _, sc := range sidecars {
+		st := sc.status
+		c := st.Consumer
 		k := registry.Key(c.Namespace, c.Name)
 		x := byKey[k]
 		if x == nil {
@@ -99,20 +107,25 @@ func (s *Server) graph(v *view) Graph {
 			}
 			byKey[k] = x
 		}
-		for _, d := range sess.id.Dependencies {
+		for _, d := range sc.deps {
 			if !x.aliases[d.Alias] {
 				x.aliases[d.Alias] = true
 				x.deps = append(x.deps, d)
 			}
 		}
-		x.f.Sidecars = append(x.f.Sidecars, GraphSidecar{ID: sess.sidecarID, SentVersion: sess.sentVersion,
-			AckedVersion: sess.ackedVersion, AckError: sess.ackError, ConnectedAt: sess.connectedAt})
+		x.f.Sidecars = append(x.f.Sidecars, GraphSidecar{ID: st.ID, SentVersion: st.SentVersion,
+			AckedVersion: st.AckedVersion, AckError: st.AckError, ConnectedAt: st.ConnectedAt, Replica: st.Replica})
 	}
-	s.mu.Unlock()
 
-	g := Graph{Revision: v.revision, Functions: make([]GraphFunction, 0, len(byKey)), Providers: make([]GraphProvider, 0, len(v.all))}
+	g := Graph{Revision: v.revision, Functions: make([]GraphFunction, 0, len(byKey)), Providers: make([]GraphProvider, 0, len(v.all)), Replicas: replicas}
 	for _, x := range byKey {
-		sort.Slice(x.f.Sidecars, func(i, j int) bool { return x.f.Sidecars[i].ID < x.f.Sidecars[j].ID })
+		sort.Slice(x.f.Sidecars, func(i, j int) bool {
+			a, b := x.f.Sidecars[i], x.f.Sidecars[j]
+			if a.ID != b.ID {
+				return a.ID < b.ID
+			}
+			return a.Replica < b.Replica
+		})
 		sort.Slice(x.deps, func(i, j int) bool { return x.deps[i].Alias < x.deps[j].Alias })
 		x.f.Dependencies = make([]GraphDependency, 0, len(x.deps))
 		for _, d := range x.deps {
@@ -189,7 +202,9 @@ func (s *Server) dashboardRoutes(mux *http.ServeMux) {
 		if !s.adminOnly(w, r) {
 			return
 		}
-		httpapi.WriteJSON(w, http.StatusOK, s.graph(s.current.Load()))
+		v := s.current.Load()
+		sidecars, replicas := s.allSidecars(r.Context())
+		httpapi.WriteJSON(w, http.StatusOK, s.graph(v, sidecars, replicas))
 	})
 	mux.HandleFunc("GET /v1/graph/events", s.handleGraphEvents)
 }
@@ -242,12 +257,25 @@ func (s *Server) handleGraphEvents(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	heartbeat := time.NewTicker(s.heartbeat)
 	defer heartbeat.Stop()
+	// With replicas, the other replicas' sidecars come from the shared
+	// poll (peerPoll): a change there wakes this stream like a local one.
+	var peersChanged <-chan struct{}
+	if s.replicas != nil {
+		defer s.subscribePeers()()
+	}
 	for {
 		v := s.current.Load()
 		s.mu.Lock()
 		changed := s.sessChange
 		s.mu.Unlock()
-		b, err := json.Marshal(s.graph(v))
+		sidecars := s.localSidecars()
+		var replicas []ReplicaStatus
+		if s.replicas != nil {
+			var res peerResult
+			res, peersChanged = s.peersNow(ctx)
+			sidecars, replicas = s.merge(sidecars, res)
+		}
+		b, err := json.Marshal(s.graph(v, sidecars, replicas))
 		if err != nil {
 			return
 		}
@@ -272,6 +300,8 @@ func (s *Server) handleGraphEvents(w http.ResponseWriter, r *http.Request) {
 			case <-v.changed:
 				break wait
 			case <-changed:
+				break wait
+			case <-peersChanged:
 				break wait
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"strconv"
 	"time"
 
@@ -11,6 +12,14 @@ import (
 	"ddi.dev/ddi/internal/protocol"
 	"ddi.dev/ddi/internal/registry"
 )
+
+// SidecarList is the answer of GET /v1/sidecars: the connected sidecars,
+// and with several replicas, what each replica contributed (its own
+// first) or why it could not be asked.
+type SidecarList struct {
+	Sidecars []protocol.SidecarStatus `json:"sidecars"`
+	Replicas []ReplicaStatus          `json:"replicas,omitempty"`
+}
 
 func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/providers", s.handleList)
@@ -32,8 +41,25 @@ func (s *Server) routes(mux *http.ServeMux) {
 			}
 			caller = Caller{Admin: true} // every pod's streams, read only
 		}
-		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"sidecars": s.sidecars(caller)})
+		if !caller.Admin {
+			// A sidecar sees its own pod's streams on this replica.
+			httpapi.WriteJSON(w, http.StatusOK, map[string]any{"sidecars": s.sidecars(caller)})
+			return
+		}
+		all, replicas := s.allSidecars(r.Context())
+		list := make([]protocol.SidecarStatus, len(all))
+		for i, sc := range all {
+			list[i] = sc.status
+		}
+		sort.Slice(list, func(i, j int) bool {
+			if list[i].ID != list[j].ID {
+				return list[i].ID < list[j].ID
+			}
+			return list[i].Replica < list[j].Replica
+		})
+		httpapi.WriteJSON(w, http.StatusOK, SidecarList{Sidecars: list, Replicas: replicas})
 	})
+	mux.HandleFunc("GET "+ReplicaPath, s.handleReplica)
 	// Everything else: a problem document like every other answer, not
 	// the mux's plain text.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

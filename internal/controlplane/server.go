@@ -43,7 +43,11 @@ type Options struct {
 	// its token is still valid). A snapshot is never sent on an identity
 	// checked longer ago than this. Default 10s.
 	Recheck time.Duration
-	Logger  *slog.Logger
+	// Replicas, when set, makes the graph and GET /v1/sidecars show the
+	// sidecars of every replica of this control plane (replicas.go).
+	// Default: none, one process (`ddi dev`).
+	Replicas *Replicas
+	Logger   *slog.Logger
 }
 
 // Server is the control plane. Create it with New, start its store watch
@@ -85,6 +89,11 @@ type Server struct {
 	// streams end with the streams of sidecars.
 	stopping     chan struct{}
 	stoppingOnce sync.Once
+
+	// replicas and peerPoll merge the other replicas' sidecars
+	// (replicas.go); replicas is nil in a single process.
+	replicas *Replicas
+	peerPoll peerPoll
 }
 
 // New builds a Server.
@@ -125,6 +134,19 @@ func New(opts Options) (*Server, error) {
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Replicas != nil {
+		rp := *opts.Replicas
+		if rp.Peers == nil || rp.Client == nil || rp.Token == nil || rp.Verify == nil {
+			return nil, errors.New("controlplane: Options.Replicas needs Peers, Client, Token and Verify")
+		}
+		if rp.Timeout <= 0 {
+			rp.Timeout = 2 * time.Second
+		}
+		if rp.Poll <= 0 {
+			rp.Poll = 3 * time.Second
+		}
+		s.replicas = &rp
 	}
 	s.metrics = newMetrics(s.reg)
 	s.current.Store(newView(0, map[string]*registry.Provider{}, nil))

@@ -217,8 +217,14 @@ type stream struct {
 
 func openStream(t *testing.T, e *env, hello protocol.Hello) *stream {
 	t.Helper()
+	return openStreamCtx(t, t.Context(), e, hello)
+}
+
+// openStreamCtx opens a stream that ends with ctx (or the test).
+func openStreamCtx(t *testing.T, ctx context.Context, e *env, hello protocol.Hello) *stream {
+	t.Helper()
 	b, _ := json.Marshal(hello)
-	ctx, cancel := context.WithCancel(t.Context())
+	ctx, cancel := context.WithCancel(ctx)
 	req, _ := http.NewRequestWithContext(ctx, "POST", e.http.URL+protocol.StreamPath, bytes.NewReader(b))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"maps"
 	"net/http"
 	"reflect"
 	"sort"
@@ -346,18 +345,15 @@ func (s *Server) sidecars(caller Caller) []protocol.SidecarStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]protocol.SidecarStatus, 0, len(s.sessions))
+	self := ""
+	if s.replicas != nil {
+		self = s.replicas.Self
+	}
 	for _, sess := range s.sessions {
 		if !caller.Admin && sess.id.Owner != caller.Owner {
 			continue
 		}
-		deps := make([]string, len(sess.id.Dependencies))
-		for i, d := range sess.id.Dependencies {
-			deps[i] = d.Alias + "=" + d.SelectorString()
-		}
-		c := sess.id.Consumer
-		c.Labels = maps.Clone(c.Labels)
-		out = append(out, protocol.SidecarStatus{ID: sess.sidecarID, Consumer: c, Dependencies: deps, SentVersion: sess.sentVersion,
-			AckedVersion: sess.ackedVersion, AckedHash: sess.ackedHash, AckError: sess.ackError, ConnectedAt: sess.connectedAt, Remote: sess.remote})
+		out = append(out, sess.status(self))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out

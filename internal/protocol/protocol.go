@@ -123,4 +123,7 @@ type SidecarStatus struct {
 	AckError     string            `json:"ackError,omitempty"`
 	ConnectedAt  time.Time         `json:"connectedAt"`
 	Remote       string            `json:"remote"`
+	// Replica names the control plane replica the sidecar is connected
+	// to, when the control plane runs as several (on Kubernetes).
+	Replica string `json:"replica,omitempty"`
 }
