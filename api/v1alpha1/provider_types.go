@@ -34,6 +34,12 @@ const (
 	// a new revision, and the API server skips updates that change
 	// nothing, so the store changes this on every write.
 	AnnotationWritten = "ddi.dev/written"
+	// AnnotationVersion, on a Knative Service's spec.template.metadata
+	// (which Knative copies to each Revision), is that revision's
+	// semantic version: a Provider whose serviceRef names the Service and
+	// which sets no spec.version publishes the version of the revision
+	// that receives the most traffic.
+	AnnotationVersion = "ddi.dev/version"
 )
 
 // Condition types and reasons of Provider and DependencySet status.
@@ -72,7 +78,9 @@ const (
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Namespaced,shortName=prov,categories=ddi
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
-// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.version`,description="The version the provider publishes: spec.version, else its Knative revision's"
+// +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.status.revision`,priority=1,description="The Knative revision whose version is published"
+// +kubebuilder:printcolumn:name="Traffic",type=string,JSONPath=`.status.knativeTraffic`,priority=1,description="The Knative Service's traffic split"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Endpoints",type=integer,JSONPath=`.status.readyEndpoints`,description="Ready endpoints"
 // +kubebuilder:printcolumn:name="Consumers",type=integer,JSONPath=`.status.consumers`,description="Dependencies of DependencySets bound to this provider"
@@ -375,6 +383,64 @@ type ProviderStatus struct {
 	//
 	// +optional
 	Consumers int32 `json:"consumers"`
+
+	// Version is the version the provider publishes, the one consumers
+	// select and bind to: spec.version when set; else, for a Knative
+	// Service, the ddi.dev/version annotation of the revision that
+	// receives the largest share of its traffic (Revision).
+	//
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Version string `json:"version,omitempty"`
+
+	// Revision is the Knative revision that receives the largest share
+	// of the Knative Service's traffic, whose version is published.
+	//
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Revision string `json:"revision,omitempty"`
+
+	// Traffic is how the Knative Service splits its traffic between its
+	// revisions (status.traffic, entries of 0 percent left out), the
+	// published revision first. Knative routes the traffic through the
+	// Service's address; ddi shows the split and never splits again.
+	//
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Traffic []RevisionTraffic `json:"traffic,omitempty"`
+
+	// KnativeTraffic is Traffic in one line, as the binding's
+	// knative-traffic file carries it: "80% greeter-00002 2.0.0, 20%
+	// greeter-00001 1.0.0".
+	//
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	KnativeTraffic string `json:"knativeTraffic,omitempty"`
+}
+
+// RevisionTraffic is the share of a Knative Service's traffic one of its
+// revisions receives.
+type RevisionTraffic struct {
+	// RevisionName is the Knative Revision.
+	//
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	RevisionName string `json:"revisionName"`
+
+	// Percent is the share of the Service's traffic it receives.
+	//
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Percent int32 `json:"percent"`
+
+	// Version is the revision's ddi.dev/version annotation; empty when
+	// it has none (or not a semantic version).
+	//
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Version string `json:"version,omitempty"`
 }
 
 // ProviderList is a list of Providers.

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
@@ -90,13 +91,22 @@ func dependencySource(c client.Reader) podauth.DependencySource {
 
 // setupReconcilers registers the Provider, DependencySet and
 // ServiceBinding reconcilers.
-func setupReconcilers(mgr manager.Manager, cp *controlplane.Server, log *slog.Logger) error {
-	if err := (&ProviderReconciler{
+func setupReconcilers(mgr manager.Manager, cp *controlplane.Server, o Options, log *slog.Logger) error {
+	pr := &ProviderReconciler{
 		Client: mgr.GetClient(),
 		Events: mgr.GetEventRecorder("ddi-controller"),
 		Logger: log.With("component", "provider-reconciler"),
-	}).SetupWithManager(mgr); err != nil {
+	}
+	if err := pr.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("provider reconciler: %w", err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("discovery client: %w", err)
+	}
+	if err := mgr.Add(&knativeFollower{discovery: dc, interval: o.KnativeDiscovery, watch: pr.WatchKnativeServices,
+		log: log.With("component", "knative-follower")}); err != nil {
+		return fmt.Errorf("knative follower: %w", err)
 	}
 	if err := (&DependencySetReconciler{
 		Client: mgr.GetClient(),

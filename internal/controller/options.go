@@ -118,6 +118,11 @@ type Options struct {
 	// round of more Secrets than that takes longer than SecretPoll.
 	// Default 50.
 	SecretReads float64
+	// KnativeDiscovery is how often the controller asks the API server
+	// whether it serves Knative Services (serving.knative.dev/v1), until
+	// it does: then it watches them, so that Providers on Knative
+	// Services follow their revisions. 0 asks only at start. Default 30s.
+	KnativeDiscovery time.Duration
 	// TokenAudience is the audience sidecar tokens must carry; it must
 	// equal Inject.TokenAudience.
 	TokenAudience string
@@ -159,6 +164,7 @@ func DefaultOptions() Options {
 		StreamRecheck:     DefaultStreamRecheck,
 		SecretPoll:        DefaultSecretPoll,
 		SecretReads:       DefaultSecretReads,
+		KnativeDiscovery:  DefaultKnativeDiscovery,
 	}
 }
 
@@ -188,6 +194,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.StreamRecheck, "stream-recheck", o.StreamRecheck, "how often an open sidecar stream is checked against its pod and token; a deleted pod's stream ends within it")
 	fs.DurationVar(&o.SecretPoll, "secret-poll", o.SecretPoll, "how often Secrets named by Providers' secretRef are read again; a change reaches bound sidecars within it (0 turns it off)")
 	fs.Float64Var(&o.SecretReads, "secret-reads", o.SecretReads, "at most this many Secret reads per second per replica; more referenced Secrets than --secret-poll allows stretch a poll round")
+	fs.DurationVar(&o.KnativeDiscovery, "knative-discovery", o.KnativeDiscovery, "until Knative Serving is installed, how often to ask the API server whether it is; then Knative Services are watched (0 asks only at start)")
 	fs.StringVar(&o.TokenAudience, "token-audience", o.TokenAudience, "audience of the sidecars' projected service-account tokens")
 }
 
@@ -229,6 +236,9 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("--leader-elect-renew-deadline %s must be longer than %g times --leader-elect-retry-period %s: the leader would not get a retry in",
 				o.RenewDeadline, leaderelection.JitterFactor, o.RetryPeriod))
 		}
+	}
+	if o.KnativeDiscovery < 0 {
+		errs = append(errs, fmt.Errorf("--knative-discovery %s is negative", o.KnativeDiscovery))
 	}
 	if o.TokenAudience == "" {
 		errs = append(errs, errors.New("--token-audience is empty"))

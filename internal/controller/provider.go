@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -22,13 +23,17 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"ddi.dev/ddi/api/v1alpha1"
+	"ddi.dev/ddi/internal/registry/kube"
 	"ddi.dev/ddi/internal/webhook"
 )
 
@@ -36,15 +41,19 @@ import (
 // names ("" for none or a Knative Service).
 const serviceRefIndex = "spec.serviceRef.service"
 
-// knativeResync is how often a Provider on a Knative Service is checked
-// again: the controller does not watch Knative's types, which may not be
-// installed.
-const knativeResync = 30 * time.Second
+// knativeRefIndex indexes Providers by the Knative Service their
+// serviceRef names.
+const knativeRefIndex = "spec.serviceRef.knativeService"
+
+// revisionRetry is how soon a Provider is reconciled again when a Knative
+// revision its Service routes to could not be read yet.
+const revisionRetry = 5 * time.Second
 
 // ProviderReconciler keeps Provider status true: for a Provider with a
 // serviceRef, the endpoints come from the Service's EndpointSlices (one per
 // ready address, so sidecars balance across pods) or from a Knative
-// Service's status.address.url; for one with spec.endpoints, status copies
+// Service's status.address.url, with the version of the revision that
+// receives most of its traffic; for one with spec.endpoints, status copies
 // them. The Ready condition says whether any endpoint is ready and why
 // not; observedGeneration says which spec it describes; consumers counts
 // the DependencySet dependencies bound to it; an Event marks each change
@@ -53,6 +62,12 @@ type ProviderReconciler struct {
 	Client client.Client
 	Events webhook.EventRecorder
 	Logger *slog.Logger
+
+	// ctrl and cache start the watch of Knative Services
+	// (WatchKnativeServices) once SetupWithManager has built the
+	// controller.
+	ctrl  controller.Controller
+	cache cache.Cache
 }
 
 // SetupWithManager registers the reconciler with mgr.
@@ -66,19 +81,19 @@ func (r *ProviderReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return err
 	}
-	byService := func(ctx context.Context, ns, svc string) []reconcile.Request {
-		var list v1alpha1.ProviderList
-		if err := r.Client.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{serviceRefIndex: svc}); err != nil {
-			r.Logger.Error("list providers by service", "service", ns+"/"+svc, "err", err)
-			return nil
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.Provider{}, knativeRefIndex, func(o client.Object) []string {
+		p := o.(*v1alpha1.Provider)
+		if ref := p.Spec.ServiceRef; ref != nil && isKnativeService(ref) {
+			return []string{ref.Name}
 		}
-		out := make([]reconcile.Request, len(list.Items))
-		for i, p := range list.Items {
-			out[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&p)}
-		}
-		return out
+		return nil
+	}); err != nil {
+		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	byService := func(ctx context.Context, ns, svc string) []reconcile.Request {
+		return r.providersBy(ctx, serviceRefIndex, ns, svc)
+	}
+	c, err := ctrl.NewControllerManagedBy(mgr).
 		Named("provider").
 		For(&v1alpha1.Provider{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
@@ -106,7 +121,44 @@ func (r *ProviderReconciler) SetupWithManager(mgr ctrl.Manager) error {
 				enqueueBound(q, e.Object)
 			},
 		}).
-		Complete(r)
+		Build(r)
+	if err != nil {
+		return err
+	}
+	r.ctrl, r.cache = c, mgr.GetCache()
+	return nil
+}
+
+// providersBy lists the Providers of namespace ns whose serviceRef names
+// the Service svc, by index (serviceRefIndex or knativeRefIndex).
+func (r *ProviderReconciler) providersBy(ctx context.Context, index, ns, svc string) []reconcile.Request {
+	var list v1alpha1.ProviderList
+	if err := r.Client.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{index: svc}); err != nil {
+		r.Logger.Error("list providers by service", "service", ns+"/"+svc, "err", err)
+		return nil
+	}
+	out := make([]reconcile.Request, len(list.Items))
+	for i, p := range list.Items {
+		out[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&p)}
+	}
+	return out
+}
+
+// WatchKnativeServices makes the reconciler follow Knative Services: every
+// change of one (its status included: a new ready revision, a new traffic
+// split, a new address) reconciles the Providers whose serviceRef names
+// it. The watch is of metadata only; the reconciler reads the Service
+// itself. Call it once the API server serves serving.knative.dev/v1
+// (knativeFollower does), after SetupWithManager.
+func (r *ProviderReconciler) WatchKnativeServices() error {
+	if r.ctrl == nil {
+		return errors.New("the provider controller is not set up")
+	}
+	ksvc := &metav1.PartialObjectMetadata{}
+	ksvc.SetGroupVersionKind(knativeServiceGVK)
+	return r.ctrl.Watch(source.Kind[client.Object](r.cache, ksvc, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		return r.providersBy(ctx, knativeRefIndex, o.GetNamespace(), o.GetName())
+	})))
 }
 
 // enqueueBound adds to q the providers o's status says its dependencies
@@ -147,7 +199,7 @@ func isCoreService(ref *v1alpha1.ServiceReference) bool {
 }
 
 func isKnativeService(ref *v1alpha1.ServiceReference) bool {
-	return ref.Kind == "Service" && (ref.APIVersion == "serving.knative.dev/v1" || ref.APIVersion == "serving.knative.dev/v1beta1")
+	return kube.IsKnativeService(ref)
 }
 
 // Reconcile brings one Provider's status up to date.
@@ -162,6 +214,7 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	status := p.Status.DeepCopy()
 	var (
 		eps     []v1alpha1.EndpointStatus
+		revs    knativeRevisions
 		reason  string
 		message string
 		requeue time.Duration
@@ -175,8 +228,10 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	case isCoreService(ref):
 		eps, reason, message, err = r.serviceEndpoints(ctx, &p)
 	case isKnativeService(ref):
-		eps, reason, message, err = r.knativeEndpoints(ctx, &p)
-		requeue = knativeResync
+		eps, revs, reason, message, err = r.knativeEndpoints(ctx, &p)
+		if revs.unread {
+			requeue = revisionRetry
+		}
 	default:
 		reason, message = "UnsupportedServiceRef", fmt.Sprintf("serviceRef %s %s is neither a core Service (v1) nor a Knative Service (serving.knative.dev/v1)", ref.APIVersion, ref.Kind)
 	}
@@ -194,6 +249,9 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	case ready > 0:
 		cond.Status, cond.Reason = metav1.ConditionTrue, v1alpha1.ReasonEndpointsReady
 		cond.Message = fmt.Sprintf("%d of %d endpoints ready", ready, len(eps))
+		if len(revs.problems) > 0 {
+			cond.Message += "; " + strings.Join(revs.problems, "; ")
+		}
 	case reason != "":
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, message
 	default:
@@ -204,6 +262,11 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	// ready URLs of every provider.
 	status.Endpoints = eps
 	status.ReadyEndpoints = ready
+	status.Version = p.Spec.Version
+	if status.Version == "" {
+		status.Version = revs.version
+	}
+	status.Revision, status.Traffic, status.KnativeTraffic = revs.primary, revs.traffic, revs.line()
 	if status.Consumers, err = r.consumers(ctx, p.Namespace, p.Name); err != nil {
 		return reconcile.Result{}, err
 	}
@@ -339,23 +402,28 @@ func endpointScheme(p *v1alpha1.Provider) string {
 	return p.Spec.Type
 }
 
-// knativeEndpoints reads a Knative Service's address and readiness.
-func (r *ProviderReconciler) knativeEndpoints(ctx context.Context, p *v1alpha1.Provider) ([]v1alpha1.EndpointStatus, string, string, error) {
+// knativeEndpoints reads a Knative Service's address and readiness, and
+// the revisions its traffic goes to.
+func (r *ProviderReconciler) knativeEndpoints(ctx context.Context, p *v1alpha1.Provider) ([]v1alpha1.EndpointStatus, knativeRevisions, string, string, error) {
 	ref := p.Spec.ServiceRef
 	ks := &unstructured.Unstructured{}
 	ks.SetAPIVersion(ref.APIVersion)
 	ks.SetKind("Service")
 	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: ref.Name}, ks); err != nil {
 		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
-			return nil, v1alpha1.ReasonServiceNotFound, fmt.Sprintf("Knative Service %s/%s does not exist (or Knative Serving is not installed)", p.Namespace, ref.Name), nil
+			return nil, knativeRevisions{}, v1alpha1.ReasonServiceNotFound, fmt.Sprintf("Knative Service %s/%s does not exist (or Knative Serving is not installed)", p.Namespace, ref.Name), nil
 		}
-		return nil, "", "", err
+		return nil, knativeRevisions{}, "", "", err
+	}
+	revs, err := r.revisions(ctx, p.Namespace, ks.Object)
+	if err != nil {
+		return nil, revs, "", "", err
 	}
 	url, _, _ := unstructured.NestedString(ks.Object, "status", "address", "url")
 	if url == "" {
-		return nil, v1alpha1.ReasonNoReadyEndpoints, fmt.Sprintf("Knative Service %s/%s has no address yet", p.Namespace, ref.Name), nil
+		return nil, revs, v1alpha1.ReasonNoReadyEndpoints, fmt.Sprintf("Knative Service %s/%s has no address yet", p.Namespace, ref.Name), nil
 	}
-	return []v1alpha1.EndpointStatus{{URL: url, Ready: knativeServing(ks.Object)}}, "", "", nil
+	return []v1alpha1.EndpointStatus{{URL: url, Ready: knativeServing(ks.Object)}}, revs, "", "", nil
 }
 
 // knativeServing reports whether a Knative Service's address serves
@@ -364,8 +432,7 @@ func (r *ProviderReconciler) knativeEndpoints(ctx context.Context, p *v1alpha1.P
 // rollout of a new revision, and False when a new revision fails, while
 // the route keeps sending traffic to the previous one; taking the
 // provider away then would fail every consumer's calls for as long as the
-// rollout lasts (up to the 30 s poll after it). Without a RoutesReady
-// condition, Ready is used.
+// rollout lasts. Without a RoutesReady condition, Ready is used.
 func knativeServing(ksvc map[string]any) bool {
 	cond := map[string]string{}
 	conds, _, _ := unstructured.NestedSlice(ksvc, "status", "conditions")

@@ -121,7 +121,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := addMetricsListener(mgr, cp, o, log); err != nil {
 		return fmt.Errorf("metrics listener: %w", err)
 	}
-	if err := setupReconcilers(mgr, cp, log); err != nil {
+	if err := setupReconcilers(mgr, cp, o, log); err != nil {
 		return err
 	}
 	if err := addHealthChecks(mgr, cp); err != nil {

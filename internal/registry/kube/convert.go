@@ -108,6 +108,9 @@ func FromObject(obj *v1alpha1.Provider) (registry.Provider, error) {
 		for _, e := range obj.Status.Endpoints {
 			p.Endpoints = append(p.Endpoints, registry.Endpoint{URL: e.URL, Ready: e.Ready})
 		}
+		if IsKnativeService(spec.ServiceRef) {
+			fromKnative(&p, obj)
+		}
 	} else {
 		for _, e := range spec.Endpoints {
 			p.Endpoints = append(p.Endpoints, registry.Endpoint{URL: e.URL, Ready: e.Ready})
@@ -142,6 +145,67 @@ func FromObject(obj *v1alpha1.Provider) (registry.Provider, error) {
 	return p, nil
 }
 
+// Config keys a Provider on a Knative Service adds to its bindings, from
+// its status, unless spec.config sets them.
+const (
+	// ConfigKnativeRevision is the revision that receives the largest
+	// share of the Knative Service's traffic, whose version the binding
+	// carries.
+	ConfigKnativeRevision = "knative-revision"
+	// ConfigKnativeTraffic is the Knative Service's split of traffic
+	// between revisions ("80% greeter-00002 2.0.0, 20% greeter-00001
+	// 1.0.0"), which Knative routes through the Service's address.
+	ConfigKnativeTraffic = "knative-traffic"
+)
+
+// IsKnativeService reports whether a serviceRef names a Knative Service.
+func IsKnativeService(ref *v1alpha1.ServiceReference) bool {
+	return ref.Kind == "Service" && (ref.APIVersion == "serving.knative.dev/v1" || ref.APIVersion == "serving.knative.dev/v1beta1")
+}
+
+// fromKnative fills what a Provider on a Knative Service derives from its
+// revisions, as the controller wrote them to its status: the version,
+// when spec.version is empty, and the knative-revision and
+// knative-traffic config entries, unless spec.config has them.
+func fromKnative(p *registry.Provider, obj *v1alpha1.Provider) {
+	st := &obj.Status
+	if p.Version == "" {
+		p.Version = st.Version
+	}
+	for k, v := range map[string]string{ConfigKnativeRevision: st.Revision, ConfigKnativeTraffic: st.KnativeTraffic} {
+		if _, set := p.Config[k]; set || v == "" {
+			continue
+		}
+		if p.Config == nil {
+			p.Config = map[string]string{}
+		}
+		p.Config[k] = v
+	}
+}
+
+// dropDerived removes from p, before it is written back to obj, what
+// FromObject derived from obj's status, so that a read-modify-write
+// through the store does not turn it into spec: the version, and the
+// knative-* config entries, while they equal the status.
+func dropDerived(p *registry.Provider, obj *v1alpha1.Provider) registry.Provider {
+	ref := obj.Spec.ServiceRef
+	if ref == nil || !IsKnativeService(ref) {
+		return *p
+	}
+	q := *p
+	st := &obj.Status
+	if obj.Spec.Version == "" && q.Version == st.Version {
+		q.Version = ""
+	}
+	for k, v := range map[string]string{ConfigKnativeRevision: st.Revision, ConfigKnativeTraffic: st.KnativeTraffic} {
+		if _, own := obj.Spec.Config[k]; !own && v != "" && q.Config[k] == v {
+			q.Config = maps.Clone(q.Config)
+			delete(q.Config, k)
+		}
+	}
+	return q
+}
+
 // applyProvider writes provider p onto obj, which is a new object or the
 // stored one: the spec is replaced, metadata that others own (their
 // labels, annotations, finalizers, owner references) is kept. A stored
@@ -155,6 +219,8 @@ func applyProvider(obj *v1alpha1.Provider, p *registry.Provider, now time.Time) 
 	}
 	obj.Namespace, obj.Name = p.Namespace, p.Name
 	markWritten(obj, now)
+	q := dropDerived(p, obj)
+	p = &q
 
 	if p.Owner != "" {
 		setAnnotation(obj, v1alpha1.AnnotationOwner, p.Owner)

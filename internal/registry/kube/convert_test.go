@@ -87,6 +87,71 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestFromKnative converts a Provider on a Knative Service: without
+// spec.version it publishes the version its status took from the primary
+// revision, and its bindings carry the revision and the traffic split as
+// config; spec.version and spec.config keys win; a write back through the
+// store keeps neither in the spec.
+func TestFromKnative(t *testing.T) {
+	knative := func(version string, config map[string]string) *v1alpha1.Provider {
+		return &v1alpha1.Provider{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "greeter", ResourceVersion: "7"},
+			Spec: v1alpha1.ProviderSpec{Type: "http", Version: version, Config: config,
+				ServiceRef: &v1alpha1.ServiceReference{APIVersion: "serving.knative.dev/v1", Kind: "Service", Name: "greeter"}},
+			Status: v1alpha1.ProviderStatus{
+				Endpoints: []v1alpha1.EndpointStatus{{URL: "http://greeter.team-a.svc.cluster.local", Ready: true}},
+				Version:   "2.0.0", Revision: "greeter-00002",
+				Traffic: []v1alpha1.RevisionTraffic{
+					{RevisionName: "greeter-00002", Percent: 80, Version: "2.0.0"},
+					{RevisionName: "greeter-00001", Percent: 20, Version: "1.0.0"}},
+				KnativeTraffic: "80% greeter-00002 2.0.0, 20% greeter-00001 1.0.0",
+			},
+		}
+	}
+	tests := []struct {
+		name        string
+		obj         *v1alpha1.Provider
+		wantVersion string
+		wantConfig  map[string]string
+	}{
+		{name: "follows the revision", obj: knative("", nil), wantVersion: "2.0.0",
+			wantConfig: map[string]string{"knative-revision": "greeter-00002", "knative-traffic": "80% greeter-00002 2.0.0, 20% greeter-00001 1.0.0"}},
+		{name: "spec.version wins", obj: knative("1.5.0", map[string]string{"motd": "hi"}), wantVersion: "1.5.0",
+			wantConfig: map[string]string{"motd": "hi", "knative-revision": "greeter-00002", "knative-traffic": "80% greeter-00002 2.0.0, 20% greeter-00001 1.0.0"}},
+		{name: "spec.config wins", obj: knative("", map[string]string{"knative-revision": "mine"}), wantVersion: "2.0.0",
+			wantConfig: map[string]string{"knative-revision": "mine", "knative-traffic": "80% greeter-00002 2.0.0, 20% greeter-00001 1.0.0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := FromObject(tt.obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Version != tt.wantVersion {
+				t.Errorf("FromObject().Version = %q, want %q", got.Version, tt.wantVersion)
+			}
+			if diff := cmp.Diff(tt.wantConfig, got.Config); diff != "" {
+				t.Errorf("FromObject().Config mismatch (-want +got):\n%s", diff)
+			}
+			back := tt.obj.DeepCopy()
+			if err := applyProvider(back, &got, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if back.Spec.Version != tt.obj.Spec.Version {
+				t.Errorf("written back: spec.version = %q, want %q", back.Spec.Version, tt.obj.Spec.Version)
+			}
+			if diff := cmp.Diff(tt.obj.Spec.Config, back.Spec.Config); diff != "" {
+				t.Errorf("written back: spec.config mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+	core := knative("", nil)
+	core.Spec.ServiceRef = &v1alpha1.ServiceReference{APIVersion: "v1", Kind: "Service", Name: "greeter"}
+	if got, err := FromObject(core); err != nil || got.Version != "" || got.Config != nil {
+		t.Errorf("FromObject(core Service provider) = version %q config %v, %v; want neither from status", got.Version, got.Config, err)
+	}
+}
+
 // newOfflineStore returns a store with no API server, for the parts that
 // need none.
 func newOfflineStore() *Store {
