@@ -212,6 +212,9 @@ func TestRBAC(t *testing.T) {
 		{name: "webhook records Events", user: controllerSA, do: access{verb: "create", group: "events.k8s.io", resource: "events", namespace: "fn"}, allow: true},
 		{name: "reconciler watches EndpointSlices", user: controllerSA, do: access{verb: "watch", group: "discovery.k8s.io", resource: "endpointslices"}, allow: true},
 		{name: "reconciler reads a Knative Service", user: controllerSA, do: access{verb: "get", group: "serving.knative.dev", resource: "services", namespace: "fn"}, allow: true},
+		{name: "reconciler lists Knative Services", user: controllerSA, do: access{verb: "list", group: "serving.knative.dev", resource: "services"}, allow: true},
+		{name: "reconciler watches Knative Services", user: controllerSA, do: access{verb: "watch", group: "serving.knative.dev", resource: "services"}, allow: true},
+		{name: "reconciler reads a Knative Revision", user: controllerSA, do: access{verb: "get", group: "serving.knative.dev", resource: "revisions", namespace: "fn"}, allow: true},
 		{name: "caBundle: watch webhook configurations", user: controllerSA, do: access{verb: "watch", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations"}, allow: true},
 		{name: "caBundle: update its own webhook configuration", user: controllerSA, do: access{verb: "update", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", name: "ddi-sidecar-injector"}, allow: true},
 		{name: "servicebinding: watch ServiceBindings", user: controllerSA, do: access{verb: "watch", group: "servicebinding.io", resource: "servicebindings"}, allow: true},
@@ -227,6 +230,11 @@ func TestRBAC(t *testing.T) {
 		{name: "leader election: update the Lease", user: controllerSA, do: access{verb: "update", group: "coordination.k8s.io", resource: "leases", namespace: "ddi-system"}, allow: true},
 
 		// What it must not do.
+		{name: "no Knative Revisions listed", user: controllerSA, do: access{verb: "list", group: "serving.knative.dev", resource: "revisions"}},
+		{name: "no Knative Revisions watched", user: controllerSA, do: access{verb: "watch", group: "serving.knative.dev", resource: "revisions"}},
+		{name: "no Knative Revision changed", user: controllerSA, do: access{verb: "update", group: "serving.knative.dev", resource: "revisions", namespace: "fn"}},
+		{name: "no Knative Service created", user: controllerSA, do: access{verb: "create", group: "serving.knative.dev", resource: "services", namespace: "fn"}},
+		{name: "no Knative Service deleted", user: controllerSA, do: access{verb: "delete", group: "serving.knative.dev", resource: "services", namespace: "fn"}},
 		{name: "no Secrets created in kube-system", user: controllerSA, do: access{verb: "create", resource: "secrets", namespace: "kube-system"}},
 		{name: "no Secrets created in default", user: controllerSA, do: access{verb: "create", resource: "secrets", namespace: "default"}},
 		{name: "no Secrets created in a function namespace", user: controllerSA, do: access{verb: "create", resource: "secrets", namespace: "team-a"}},
