@@ -31,6 +31,7 @@ import (
 	sbv1 "ddi.dev/ddi/api/servicebinding/v1"
 	"ddi.dev/ddi/api/v1alpha1"
 	ddiclient "ddi.dev/ddi/internal/client"
+	"ddi.dev/ddi/internal/controller"
 	"ddi.dev/ddi/internal/inject"
 	"ddi.dev/ddi/internal/kubetest"
 	"ddi.dev/ddi/internal/registry"
@@ -353,7 +354,8 @@ func eventually(t *testing.T, d time.Duration, f func() error) {
 // does: its own certificate Secret and caBundle, injection, a sidecar's
 // run-time registration with secret material (token review, pod read,
 // Provider and inline Secret written, read, deleted), the Provider
-// reconciler, and an Event about a skipped pod's ReplicaSet. Nothing may be refused: the controller logs no "forbidden".
+// reconciler (a Knative Service's revisions followed once Knative's CRDs
+// appear), and an Event about a skipped pod's ReplicaSet. Nothing may be refused: the controller logs no "forbidden".
 func TestControllerWorksWithItsRBAC(t *testing.T) {
 	var logs logBuffer
 	t.Cleanup(func() {
@@ -369,6 +371,8 @@ func TestControllerWorksWithItsRBAC(t *testing.T) {
 			aggregateRoles(t, cp, access{verb: "update", group: "apps", resource: "deployments", namespace: "fn"})
 		},
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// Knative Serving is installed half-way through.
+		Controller: func(o *controller.Options) { o.KnativeDiscovery = 500 * time.Millisecond },
 	})
 	ctx := t.Context()
 	const fn = "fn"
@@ -433,6 +437,49 @@ func TestControllerWorksWithItsRBAC(t *testing.T) {
 			}
 			if meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady) == nil {
 				return errors.New("no Ready condition yet")
+			}
+			return nil
+		})
+	})
+
+	t.Run("the Provider reconciler follows a Knative Service's revisions", func(t *testing.T) {
+		cp.InstallKnative(t)
+		knative := func(kind, name string) *unstructured.Unstructured {
+			u := &unstructured.Unstructured{}
+			u.SetAPIVersion("serving.knative.dev/v1")
+			u.SetKind(kind)
+			u.SetNamespace(fn)
+			u.SetName(name)
+			return u
+		}
+		rev := knative("Revision", "greeter-00001")
+		rev.SetAnnotations(map[string]string{v1alpha1.AnnotationVersion: "2.0.0"})
+		ksvc := knative("Service", "greeter")
+		for _, o := range []client.Object{rev, ksvc} {
+			if err := cp.Client.Create(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ksvc.Object["status"] = map[string]any{
+			"address":                 map[string]any{"url": "http://greeter.fn.svc.cluster.local"},
+			"latestReadyRevisionName": "greeter-00001",
+			"traffic":                 []any{map[string]any{"revisionName": "greeter-00001", "percent": int64(100), "latestRevision": true}},
+			"conditions":              []any{map[string]any{"type": "Ready", "status": "True"}, map[string]any{"type": "RoutesReady", "status": "True"}},
+		}
+		if err := cp.Client.Status().Update(ctx, ksvc); err != nil {
+			t.Fatal(err)
+		}
+		p := &v1alpha1.Provider{ObjectMeta: metav1.ObjectMeta{Namespace: fn, Name: "greeter"}, Spec: v1alpha1.ProviderSpec{Type: "http",
+			ServiceRef: &v1alpha1.ServiceReference{APIVersion: "serving.knative.dev/v1", Kind: "Service", Name: "greeter"}}}
+		if err := cp.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, func() error {
+			if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+				return err
+			}
+			if c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue || p.Status.Version != "2.0.0" {
+				return fmt.Errorf("Provider greeter: Ready %+v, version %q; want True and the revision's 2.0.0", c, p.Status.Version)
 			}
 			return nil
 		})

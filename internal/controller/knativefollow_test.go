@@ -9,39 +9,16 @@ import (
 	"testing"
 	"time"
 
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"ddi.dev/ddi/api/v1alpha1"
 	"ddi.dev/ddi/internal/controller"
 	"ddi.dev/ddi/internal/kubetest"
 	"ddi.dev/ddi/internal/registry"
 )
-
-// knativeCRD is a stand-in for one of Knative Serving's CRDs: the same
-// group, version, names and status subresource, with a schema that keeps
-// every field, as the real one does for the fields ddi reads.
-func knativeCRD(kind, plural string) *apiextensionsv1.CustomResourceDefinition {
-	return &apiextensionsv1.CustomResourceDefinition{
-		ObjectMeta: metav1.ObjectMeta{Name: plural + ".serving.knative.dev"},
-		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
-			Group: "serving.knative.dev",
-			Names: apiextensionsv1.CustomResourceDefinitionNames{Kind: kind, ListKind: kind + "List", Plural: plural, Singular: plural[:len(plural)-1]},
-			Scope: apiextensionsv1.NamespaceScoped,
-			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
-				Name: "v1", Served: true, Storage: true,
-				Subresources: &apiextensionsv1.CustomResourceSubresources{Status: &apiextensionsv1.CustomResourceSubresourceStatus{}},
-				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
-					Type: "object", XPreserveUnknownFields: ptr.To(true)}},
-			}},
-		},
-	}
-}
 
 // knativeObject is a Knative Service or Revision of namespace ns.
 func knativeObject(kind, name string, annotations map[string]string) *unstructured.Unstructured {
@@ -134,10 +111,7 @@ func TestProviderFollowsKnativeRevisions(t *testing.T) {
 	waitReady("greeter", "False", v1alpha1.ReasonServiceNotFound)
 
 	// Knative Serving is installed: its Service and Revision CRDs.
-	if _, err := envtest.InstallCRDs(cp.Config, envtest.CRDInstallOptions{CRDs: []*apiextensionsv1.CustomResourceDefinition{
-		knativeCRD("Service", "services"), knativeCRD("Revision", "revisions")}}); err != nil {
-		t.Fatalf("install Knative's CRDs: %v", err)
-	}
+	cp.InstallKnative(t)
 	create(t, cp, knativeObject("Revision", "greeter-00001", map[string]string{v1alpha1.AnnotationVersion: "1.0.0"}))
 	ksvc := knativeObject("Service", "greeter", nil)
 	ksvc.Object["spec"] = map[string]any{"template": map[string]any{"metadata": map[string]any{
