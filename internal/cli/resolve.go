@@ -169,15 +169,33 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			list, err := c.Sidecars(cmd.Context())
+			l, err := c.SidecarList(cmd.Context())
 			if err != nil {
 				return err
 			}
-			return printOut(g.stdout, output, map[string]any{"sidecars": list}, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "SIDECAR\tCONSUMER\tDEPENDENCIES\tSENT\tACKED\tSINCE")
-				for _, s := range list {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", s.ID, registry.Key(s.Consumer.Namespace, s.Consumer.Name),
+			return printOut(g.stdout, output, l, func(tw *tabwriter.Writer) {
+				// With several controller replicas, each sidecar's
+				// replica, and every replica that did not answer.
+				if len(l.Replicas) == 0 {
+					fmt.Fprintln(tw, "SIDECAR\tCONSUMER\tDEPENDENCIES\tSENT\tACKED\tSINCE")
+				} else {
+					fmt.Fprintln(tw, "SIDECAR\tCONSUMER\tDEPENDENCIES\tSENT\tACKED\tSINCE\tREPLICA")
+				}
+				for _, s := range l.Sidecars {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s", s.ID, registry.Key(s.Consumer.Namespace, s.Consumer.Name),
 						orDash(strings.Join(s.Dependencies, ";")), s.SentVersion, s.AckedVersion, s.ConnectedAt.Format("15:04:05"))
+					if len(l.Replicas) > 0 {
+						fmt.Fprintf(tw, "\t%s", orDash(s.Replica))
+					}
+					fmt.Fprintln(tw)
+				}
+				for _, r := range l.Replicas {
+					switch {
+					case r.Error != "" && r.Name == "":
+						fmt.Fprintf(g.stderr, "warning: %s: sidecars of other controller replicas are missing\n", r.Error)
+					case r.Error != "":
+						fmt.Fprintf(g.stderr, "warning: controller replica %s did not answer (%s): its sidecars are missing\n", r.Name, r.Error)
+					}
 				}
 			})
 		},

@@ -95,9 +95,18 @@ func (c *Client) Resolve(ctx context.Context, consumer registry.Consumer, depend
 
 // Sidecars lists the sidecars connected to the control plane.
 func (c *Client) Sidecars(ctx context.Context) ([]SidecarStatus, error) {
-	var out struct {
-		Sidecars []SidecarStatus `json:"sidecars"`
-	}
+	l, err := c.SidecarList(ctx)
+	return l.Sidecars, err
+}
+
+// SidecarList is the answer of GET /v1/sidecars.
+type SidecarList = protocol.SidecarList
+
+// SidecarList lists the sidecars connected to the control plane and, when
+// it runs as several replicas, what each replica contributed or why it
+// could not be asked.
+func (c *Client) SidecarList(ctx context.Context) (SidecarList, error) {
+	var out SidecarList
 	_, err := c.do(ctx, http.MethodGet, "/v1/sidecars", nil, &out)
-	return out.Sidecars, err
+	return out, err
 }

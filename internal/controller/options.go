@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,10 @@ const (
 	DefaultLeaseDuration     = 15 * time.Second
 	DefaultRenewDeadline     = 10 * time.Second
 	DefaultRetryPeriod       = 2 * time.Second
+	DefaultReplicaTokenFile  = "/var/run/secrets/ddi.dev/replica/token"
+	DefaultReplicaAudience   = "ddi-replicas"
+	DefaultReplicaTimeout    = 2 * time.Second
+	DefaultReplicaPoll       = 3 * time.Second
 )
 
 // LeaseName is the coordination.k8s.io Lease in Namespace that leader
@@ -137,6 +142,34 @@ type Options struct {
 	// MetricsListening, when set, is called with the metrics listener's
 	// address once it is bound.
 	MetricsListening func(addr string)
+
+	// PodName is this replica's name among the others (its pod's, as the
+	// EndpointSlices of ServiceName name it). Default $POD_NAME, else the
+	// host name.
+	PodName string
+	// ReplicaTokenFile is this replica's projected service account token
+	// of audience ReplicaAudience, which it presents to the other
+	// replicas when it asks them for their sidecars (docs/kubernetes.md,
+	// "Replicas"). When the file does not exist, GET /v1/graph and GET
+	// /v1/sidecars show this replica's sidecars only. Empty turns the
+	// merging off.
+	ReplicaTokenFile string
+	// ReplicaAudience is the audience of the replicas' tokens. Default
+	// ddi-replicas.
+	ReplicaAudience string
+	// ReplicaTimeout bounds the answer of another replica; one that does
+	// not answer within it is reported as such. Default 2s.
+	ReplicaTimeout time.Duration
+	// ReplicaPoll is how often the other replicas are asked again while
+	// the graph's event stream (the live page) is open. Default 3s.
+	ReplicaPoll time.Duration
+	// ReplicaServerName is the name the other replicas' certificate is
+	// verified for. Default: the host of Inject.ControlPlaneURL, which
+	// the serving certificate names.
+	ReplicaServerName string
+	// ReplicaDial, when set, dials the other replicas (tests, whose
+	// replicas listen where no EndpointSlice may point).
+	ReplicaDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // DefaultOptions returns the documented defaults: in-cluster, namespace
@@ -145,6 +178,10 @@ func DefaultOptions() Options {
 	ns := os.Getenv("POD_NAMESPACE")
 	if ns == "" {
 		ns = DefaultNamespace
+	}
+	pod := os.Getenv("POD_NAME")
+	if pod == "" {
+		pod, _ = os.Hostname()
 	}
 	return Options{
 		Namespace:         ns,
@@ -165,6 +202,11 @@ func DefaultOptions() Options {
 		SecretPoll:        DefaultSecretPoll,
 		SecretReads:       DefaultSecretReads,
 		KnativeDiscovery:  DefaultKnativeDiscovery,
+		PodName:           pod,
+		ReplicaTokenFile:  DefaultReplicaTokenFile,
+		ReplicaAudience:   DefaultReplicaAudience,
+		ReplicaTimeout:    DefaultReplicaTimeout,
+		ReplicaPoll:       DefaultReplicaPoll,
 	}
 }
 
@@ -196,6 +238,11 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&o.SecretReads, "secret-reads", o.SecretReads, "at most this many Secret reads per second per replica; more referenced Secrets than --secret-poll allows stretch a poll round")
 	fs.DurationVar(&o.KnativeDiscovery, "knative-discovery", o.KnativeDiscovery, "until Knative Serving is installed, how often to ask the API server whether it is; then Knative Services are watched (0 asks only at start)")
 	fs.StringVar(&o.TokenAudience, "token-audience", o.TokenAudience, "audience of the sidecars' projected service-account tokens")
+	fs.StringVar(&o.PodName, "pod-name", o.PodName, "this replica's pod name, as the EndpointSlices of --service-name name it (default $POD_NAME, else the host name)")
+	fs.StringVar(&o.ReplicaTokenFile, "replica-token-file", o.ReplicaTokenFile, "projected service-account token this replica presents to the other replicas to merge their sidecars into the graph and status (missing file: this replica's sidecars only; empty: off)")
+	fs.StringVar(&o.ReplicaAudience, "replica-token-audience", o.ReplicaAudience, "audience of the replicas' tokens")
+	fs.DurationVar(&o.ReplicaTimeout, "replica-timeout", o.ReplicaTimeout, "how long another replica may take to answer for its sidecars before it is reported as not answering")
+	fs.DurationVar(&o.ReplicaPoll, "replica-poll", o.ReplicaPoll, "how often the other replicas are asked again while the graph's event stream (the live page) is open")
 }
 
 // Validate reports every problem of o, each naming its flag.
@@ -242,6 +289,16 @@ func (o *Options) Validate() error {
 	}
 	if o.TokenAudience == "" {
 		errs = append(errs, errors.New("--token-audience is empty"))
+	}
+	if o.ReplicaTokenFile != "" {
+		switch {
+		case o.PodName == "":
+			errs = append(errs, errors.New("--pod-name is empty (and so are $POD_NAME and the host name): the replicas could not tell themselves apart; set it, or --replica-token-file= to turn merging off"))
+		case o.ReplicaAudience == "" || o.ReplicaAudience == o.TokenAudience:
+			errs = append(errs, fmt.Errorf("--replica-token-audience %q must be set and differ from --token-audience %q: a sidecar's token must never pass for a replica's", o.ReplicaAudience, o.TokenAudience))
+		case o.ReplicaTimeout <= 0 || o.ReplicaPoll <= 0:
+			errs = append(errs, fmt.Errorf("--replica-timeout %s and --replica-poll %s must be positive", o.ReplicaTimeout, o.ReplicaPoll))
+		}
 	}
 	if o.Inject.TokenAudience != "" && o.Inject.TokenAudience != o.TokenAudience {
 		errs = append(errs, fmt.Errorf("the injected sidecars' token audience %q differs from --token-audience %q: sidecars could not authenticate", o.Inject.TokenAudience, o.TokenAudience))

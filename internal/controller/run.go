@@ -111,7 +111,7 @@ func Run(ctx context.Context, o Options) error {
 		// when Run fails before the manager starts. Close is idempotent.
 		defer func() { _ = store.Close() }()
 	}
-	cp, err := newControlPlane(mgr, cfg, scheme, store, o, log)
+	cp, err := newControlPlane(mgr, cfg, scheme, store, o, sc, log)
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
@@ -270,7 +270,10 @@ func addWebhook(mgr manager.Manager, cfg *rest.Config, o Options, sc *serving, l
 
 // newControlPlane returns the control plane over store, with sidecar
 // authentication, and adds it to the manager on every replica.
-func newControlPlane(mgr manager.Manager, cfg *rest.Config, scheme *runtime.Scheme, store registry.Store, o Options, log *slog.Logger) (*controlplane.Server, error) {
+//
+// With a replica token (replicas.go), the control plane's graph and
+// sidecar list show the sidecars of every replica.
+func newControlPlane(mgr manager.Manager, cfg *rest.Config, scheme *runtime.Scheme, store registry.Store, o Options, sc *serving, log *slog.Logger) (*controlplane.Server, error) {
 	// Sidecar authentication has its own clients and rate budget: a flood
 	// of connects cannot slow the reconcilers, nor they the sidecars.
 	authCfg := rest.CopyConfig(cfg)
@@ -283,16 +286,28 @@ func newControlPlane(mgr manager.Manager, cfg *rest.Config, scheme *runtime.Sche
 	if err != nil {
 		return nil, fmt.Errorf("pod reader for sidecar authentication: %w", err)
 	}
-	auth, err := podauth.New(podauth.Options{
+	replicas, replicaSA, err := replicasFor(o, mgr.GetAPIReader(), sc, log.With("component", "replicas"))
+	if err != nil {
+		return nil, err
+	}
+	po := podauth.Options{
 		TokenReviews: authCS,
 		Pods:         authPods,
 		Audience:     o.TokenAudience,
 		Dependencies: dependencySource(mgr.GetClient()),
 		Providers:    store,
 		Logger:       log.With("component", "podauth"),
-	})
+	}
+	if replicas != nil {
+		po.ReplicaAudience, po.ReplicaServiceAccount = o.ReplicaAudience, replicaSA
+	}
+	auth, err := podauth.New(po)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar authentication: %w", err)
+	}
+	if replicas != nil {
+		replicas.Verify = auth.VerifyReplica
+		log.Info("merging the sidecars of every replica", "pod", o.PodName, "service", o.ServiceName, "service_account", replicaSA)
 	}
 	cp, err := controlplane.New(controlplane.Options{
 		Store:       store,
@@ -301,6 +316,7 @@ func newControlPlane(mgr manager.Manager, cfg *rest.Config, scheme *runtime.Sche
 		Recheck:     o.StreamRecheck,
 		SecretPoll:  o.SecretPoll,
 		SecretReads: o.SecretReads,
+		Replicas:    replicas,
 		Logger:      log.With("component", "controlplane"),
 	})
 	if err != nil {

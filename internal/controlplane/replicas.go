@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"reflect"
 	"sort"
 	"sync"
@@ -59,16 +60,9 @@ type Peer struct {
 	URL  string
 }
 
-// ReplicaStatus is what one replica contributed to an answer: its number
-// of connected sidecars, or why it could not be asked. Self marks the
-// replica that answered. An entry with an empty Name says the other
-// replicas could not be listed.
-type ReplicaStatus struct {
-	Name     string `json:"name"`
-	Self     bool   `json:"self,omitempty"`
-	Sidecars int    `json:"sidecars"`
-	Error    string `json:"error,omitempty"`
-}
+// ReplicaStatus is what one replica contributed to an answer
+// (protocol.ReplicaStatus).
+type ReplicaStatus = protocol.ReplicaStatus
 
 // replicaAnswer is the body of GET ReplicaPath: the answering replica's
 // own sidecar streams, with their owners (pods) so that a sidecar that
@@ -205,6 +199,10 @@ func (s *Server) askPeer(ctx context.Context, p Peer) ([]sidecarInfo, error) {
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("no answer within %s", rp.Timeout)
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is the peer's, known to the reader
 		}
 		return nil, err
 	}

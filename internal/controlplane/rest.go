@@ -13,13 +13,8 @@ import (
 	"ddi.dev/ddi/internal/registry"
 )
 
-// SidecarList is the answer of GET /v1/sidecars: the connected sidecars,
-// and with several replicas, what each replica contributed (its own
-// first) or why it could not be asked.
-type SidecarList struct {
-	Sidecars []protocol.SidecarStatus `json:"sidecars"`
-	Replicas []ReplicaStatus          `json:"replicas,omitempty"`
-}
+// SidecarList is the answer of GET /v1/sidecars (protocol.SidecarList).
+type SidecarList = protocol.SidecarList
 
 func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/providers", s.handleList)

@@ -19,12 +19,15 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -81,9 +84,24 @@ type Options struct {
 	// webhook is in the webhook configuration. With more than one they
 	// elect a leader through Lease ddi-system/ddi-controller, replica i as
 	// ReplicaIdentity(i), on shorter timings than the defaults (8s lease,
-	// 6s renew deadline, 1s retry; Controller may change them).
+	// 6s renew deadline, 1s retry; Controller may change them). They also
+	// find each other as deploy/'s do (docs/kubernetes.md, "Replicas"):
+	// replica i is the pod ReplicaIdentity(i) at ReplicaAddress(i) in an
+	// EndpointSlice of Service ddi-controller, dialled at its stream
+	// listener, and presents a token of service account
+	// ddi-system/ddi-controller for audience ddi-replicas
+	// (ReplicaTokens).
 	Replicas int
 }
+
+// ReplicaAddress is the pod address of replica i in the EndpointSlices
+// kubetest writes: the API server refuses loopback addresses there, so
+// the replicas dial these through a mapping to their listeners.
+func ReplicaAddress(i int) string { return fmt.Sprintf("10.250.0.%d", i+1) }
+
+// ReplicaServiceAccount is the service account whose tokens the replicas
+// present to each other, as deploy/'s controller pods do.
+const ReplicaServiceAccount = "ddi-controller"
 
 // ReplicaIdentity is replica i's holderIdentity in the leader election
 // Lease.
@@ -111,8 +129,15 @@ type ControlPlane struct {
 	// Store is the registry store the controller serves (the first
 	// replica's).
 	Store registry.Store
+	// ReplicaTokens are, with more than one replica, the token files
+	// each replica presents to the others, in replica order.
+	ReplicaTokens []string
 
 	stops []func()
+	// replicaAddrs maps ReplicaAddress(i):7470 to replica i's stream
+	// listener.
+	replicaMu    sync.Mutex
+	replicaAddrs map[string]string
 }
 
 // AssetsDir returns the folder with kube-apiserver, etcd and kubectl:
@@ -285,6 +310,9 @@ func startController(t testing.TB, cp *ControlPlane, opts Options) {
 	t.Helper()
 	wo := &cp.Env.WebhookInstallOptions
 	n := max(1, opts.Replicas)
+	if n > 1 {
+		setupReplicas(t, cp, n)
+	}
 	for i := range n {
 		url, store := startReplica(t, cp, opts, i, n)
 		cp.StreamURLs = append(cp.StreamURLs, url)
@@ -367,11 +395,25 @@ func startReplica(t testing.TB, cp *ControlPlane, opts Options, i, n int) (strin
 		}
 		cp.StreamCA = wo.LocalServingCAData
 	}
+	co.PodName = ReplicaIdentity(i)
+	co.ReplicaTokenFile = ""
+	if n > 1 {
+		co.ReplicaTokenFile = cp.ReplicaTokens[i]
+		co.ReplicaServerName = "localhost" // named by both certificates
+		co.ReplicaDial = cp.dialReplica
+	}
 	if opts.Controller != nil {
 		opts.Controller(&co)
 	}
 	streamAddr := make(chan string, 1)
-	co.StreamListening = func(addr string) { streamAddr <- addr }
+	co.StreamListening = func(addr string) {
+		if n > 1 {
+			cp.replicaMu.Lock()
+			cp.replicaAddrs[net.JoinHostPort(ReplicaAddress(i), "7470")] = addr
+			cp.replicaMu.Unlock()
+		}
+		streamAddr <- addr
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -407,6 +449,54 @@ func startReplica(t testing.TB, cp *ControlPlane, opts Options, i, n int) (strin
 		t.Fatalf("kubetest: the controller (replica %d) did not start within 60s", i)
 	}
 	return "", nil
+}
+
+// setupReplicas readies what lets n replicas find and trust each other:
+// their ServiceAccount, a token of it for audience ddi-replicas per
+// replica (as deploy/ projects one into each pod), and one EndpointSlice
+// of Service ddi-controller per replica, ready, naming its pod.
+func setupReplicas(t testing.TB, cp *ControlPlane, n int) {
+	t.Helper()
+	ctx := context.Background()
+	cp.replicaAddrs = make(map[string]string)
+	cp.ServiceAccount(t, SystemNamespace, ReplicaServiceAccount)
+	for i := range n {
+		tr, err := cp.Clientset.CoreV1().ServiceAccounts(SystemNamespace).CreateToken(ctx, ReplicaServiceAccount, &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{Audiences: []string{controller.DefaultReplicaAudience}, ExpirationSeconds: ptr.To[int64](3600)},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("kubetest: token of %s/%s for replica %d: %v", SystemNamespace, ReplicaServiceAccount, i, err)
+		}
+		path := filepath.Join(t.TempDir(), "replica-token")
+		if err := os.WriteFile(path, []byte(tr.Status.Token), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cp.ReplicaTokens = append(cp.ReplicaTokens, path)
+		es := &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{Namespace: SystemNamespace, Name: fmt.Sprintf("%s-%d", controller.DefaultServiceName, i), Labels: map[string]string{
+				discoveryv1.LabelServiceName: controller.DefaultServiceName, discoveryv1.LabelManagedBy: "kubetest"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints: []discoveryv1.Endpoint{{Addresses: []string{ReplicaAddress(i)}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+				TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: SystemNamespace, Name: ReplicaIdentity(i)}}},
+			Ports: []discoveryv1.EndpointPort{{Name: ptr.To("stream"), Port: ptr.To[int32](7470), Protocol: ptr.To(corev1.ProtocolTCP)}},
+		}
+		if err := cp.Client.Create(ctx, es); err != nil {
+			t.Fatalf("kubetest: EndpointSlice of replica %d: %v", i, err)
+		}
+	}
+}
+
+// dialReplica dials a replica's pod address (ReplicaAddress) at its
+// stream listener.
+func (cp *ControlPlane) dialReplica(ctx context.Context, network, addr string) (net.Conn, error) {
+	cp.replicaMu.Lock()
+	to, ok := cp.replicaAddrs[addr]
+	cp.replicaMu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("kubetest: no replica at %s", addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, to)
 }
 
 // StopReplica stops controller replica i and waits until it has ended:

@@ -76,7 +76,12 @@ type Options struct {
 	// 20: a pod needs one review per token rotation.
 	ReviewsPerSecond float64
 	ReviewBurst      int
-	Logger           *slog.Logger
+	// ReplicaAudience and ReplicaServiceAccount (a user name,
+	// system:serviceaccount:NAMESPACE:NAME) identify the controller's
+	// other replicas (VerifyReplica). Empty: none are accepted.
+	ReplicaAudience       string
+	ReplicaServiceAccount string
+	Logger                *slog.Logger
 }
 
 // Authenticator is a controlplane.Authenticator for sidecars in pods.

@@ -103,10 +103,16 @@ func (a *Authenticator) userCaller(ctx context.Context, r *http.Request, token s
 // Options.CacheTTL (never past a JWT's expiry), refusals for refusalTTL;
 // reviews count against the source address's budget like a sidecar's.
 func (a *Authenticator) reviewUser(ctx context.Context, token, source string) (authenticationv1.UserInfo, error) {
+	return a.reviewAs(ctx, token, source, "")
+}
+
+// reviewAs is reviewUser for tokens of audience (empty: the API
+// server's own), remembered apart for each audience.
+func (a *Authenticator) reviewAs(ctx context.Context, token, source, audience string) (authenticationv1.UserInfo, error) {
 	if len(token) > 16<<10 {
 		return authenticationv1.UserInfo{}, fmt.Errorf("%w: the bearer token is longer than 16 KiB", controlplane.ErrUnauthenticated)
 	}
-	key := sha256.Sum256(append([]byte("user\x00"), token...))
+	key := sha256.Sum256(append([]byte("user\x00"+audience+"\x00"), token...))
 	now := time.Now()
 	a.mu.Lock()
 	c, ok := a.users[key]
@@ -125,8 +131,12 @@ func (a *Authenticator) reviewUser(ctx context.Context, token, source string) (a
 	if !a.allow(source, now) {
 		return authenticationv1.UserInfo{}, fmt.Errorf("%w %s", controlplane.ErrThrottled, source)
 	}
+	spec := authenticationv1.TokenReviewSpec{Token: token}
+	if audience != "" {
+		spec.Audiences = []string{audience}
+	}
 	res, err := a.opts.TokenReviews.AuthenticationV1().TokenReviews().Create(ctx,
-		&authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
+		&authenticationv1.TokenReview{Spec: spec}, metav1.CreateOptions{})
 	if err != nil {
 		return authenticationv1.UserInfo{}, fmt.Errorf("token review: %w", err) // not the token's fault, not remembered
 	}
@@ -138,8 +148,15 @@ func (a *Authenticator) reviewUser(ctx context.Context, token, source string) (a
 		// user at all.
 		err = fmt.Errorf("%w: the API server accepted the token but names no user", controlplane.ErrUnauthenticated)
 		expires = now.Add(refusalTTL)
+	case res.Status.Authenticated && audience != "" && !slices.Contains(res.Status.Audiences, audience):
+		err = fmt.Errorf("%w: the token is not issued for audience %q", controlplane.ErrUnauthenticated, audience)
+		expires = now.Add(refusalTTL)
 	case res.Status.Authenticated:
 		u = res.Status.User
+	case audience != "":
+		a.log.Info("token refused", "audience", audience, "reason", res.Status.Error)
+		err = fmt.Errorf("%w: the Kubernetes API server does not accept the token for audience %q (expired, or not for this cluster)", controlplane.ErrUnauthenticated, audience)
+		expires = now.Add(refusalTTL)
 	default:
 		a.log.Info("user token refused", "reason", res.Status.Error)
 		err = fmt.Errorf("%w: the Kubernetes API server does not accept the token your kubeconfig sent (expired, or not for this cluster)", controlplane.ErrUnauthenticated)
@@ -155,6 +172,42 @@ func (a *Authenticator) reviewUser(ctx context.Context, token, source string) (a
 	a.users[key] = cachedUser{user: u, err: err, expires: expires}
 	a.mu.Unlock()
 	return u, err
+}
+
+// VerifyReplica reports whether r comes from another replica of the
+// controller (controlplane.Replicas.Verify): its bearer token must be a
+// token of Options.ReplicaAudience that the API server verifies
+// (TokenReview) for the service account Options.ReplicaServiceAccount,
+// the controller's own. Anyone else, a sidecar or a person included, is
+// refused with ErrForbidden once identified (ErrUnauthenticated when not).
+func (a *Authenticator) VerifyReplica(ctx context.Context, r *http.Request) error {
+	token, ok := bearer(r)
+	if !ok {
+		return fmt.Errorf("%w: only the controller's replicas call this route, with their service account's token for audience %q", controlplane.ErrUnauthenticated, a.opts.ReplicaAudience)
+	}
+	if a.opts.ReplicaAudience == "" || a.opts.ReplicaServiceAccount == "" {
+		return fmt.Errorf("%w: this controller accepts no other replicas", controlplane.ErrForbidden)
+	}
+	if !isPodToken(token, a.opts.ReplicaAudience) {
+		// A sidecar's or a person's token: say who was refused.
+		c, err := a.Caller(ctx, r)
+		if err != nil {
+			return err
+		}
+		who := c.User
+		if who == "" {
+			who = "the sidecar of " + c.Owner
+		}
+		return fmt.Errorf("%w: only the controller's replicas (service account %s) call this route; %s is not one", controlplane.ErrForbidden, a.opts.ReplicaServiceAccount, who)
+	}
+	u, err := a.reviewAs(ctx, token, sourceOf(r), a.opts.ReplicaAudience)
+	if err != nil {
+		return err
+	}
+	if u.Username != a.opts.ReplicaServiceAccount {
+		return fmt.Errorf("%w: only the controller's replicas (service account %s) call this route; %s is not one", controlplane.ErrForbidden, a.opts.ReplicaServiceAccount, u.Username)
+	}
+	return nil
 }
 
 // allowed asks (or remembers for accessTTL) a SubjectAccessReview: may u

@@ -127,3 +127,24 @@ type SidecarStatus struct {
 	// to, when the control plane runs as several (on Kubernetes).
 	Replica string `json:"replica,omitempty"`
 }
+
+// ReplicaStatus is what one control plane replica contributed to an
+// answer that merges every replica's sidecars (GET /v1/sidecars, GET
+// /v1/graph): its number of connected sidecars, or why it could not be
+// asked. Self marks the replica that answered. An entry with an empty
+// Name says the other replicas could not be listed.
+type ReplicaStatus struct {
+	Name     string `json:"name"`
+	Self     bool   `json:"self,omitempty"`
+	Sidecars int    `json:"sidecars"`
+	Error    string `json:"error,omitempty"`
+}
+
+// SidecarList is the answer of GET /v1/sidecars: the connected sidecars
+// and, when the control plane runs as several replicas, what each
+// replica contributed (the answering one first) or why it could not be
+// asked.
+type SidecarList struct {
+	Sidecars []SidecarStatus `json:"sidecars"`
+	Replicas []ReplicaStatus `json:"replicas,omitempty"`
+}
