@@ -212,6 +212,8 @@ func TestRBAC(t *testing.T) {
 		{name: "webhook checks a Job before an Event on it", user: controllerSA, do: access{verb: "get", group: "batch", resource: "jobs", namespace: "fn"}, allow: true},
 		{name: "webhook records Events", user: controllerSA, do: access{verb: "create", group: "events.k8s.io", resource: "events", namespace: "fn"}, allow: true},
 		{name: "reconciler watches EndpointSlices", user: controllerSA, do: access{verb: "watch", group: "discovery.k8s.io", resource: "endpointslices"}, allow: true},
+		{name: "replicas list the EndpointSlices of Service ddi-controller", user: controllerSA, do: access{verb: "list", group: "discovery.k8s.io", resource: "endpointslices", namespace: "ddi-system"}, allow: true},
+		{name: "replicas review each other's tokens", user: controllerSA, do: access{verb: "create", group: "authentication.k8s.io", resource: "tokenreviews"}, allow: true},
 		{name: "reconciler reads a Knative Service", user: controllerSA, do: access{verb: "get", group: "serving.knative.dev", resource: "services", namespace: "fn"}, allow: true},
 		{name: "reconciler lists Knative Services", user: controllerSA, do: access{verb: "list", group: "serving.knative.dev", resource: "services"}, allow: true},
 		{name: "reconciler watches Knative Services", user: controllerSA, do: access{verb: "watch", group: "serving.knative.dev", resource: "services"}, allow: true},
