@@ -169,8 +169,15 @@
     svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
     draw(true);
     const unresolved = graph.functions.reduce((n, f) => n + f.dependencies.filter((d) => d.unresolved).length, 0);
+    // With several controller replicas: how many answered, and which did
+    // not (their functions' sidecars are missing from the graph).
+    const replicas = graph.replicas || [];
+    const silent = replicas.filter((r) => r.error);
+    const repText = replicas.length === 0 ? '' : ` · ${replicas.length - silent.length}/${replicas.length} replicas` +
+      silent.map((r) => ` · ${r.name ? 'replica ' + r.name + ' did not answer' : 'other replicas unknown'}: ${r.error}`).join('');
     $('status').textContent = `revision ${graph.revision} · ${graph.functions.length} functions · ${graph.providers.length} providers · ` +
-      `${unresolved} unresolved · showing ${fns.length}+${provs.length} · updated ${new Date().toLocaleTimeString()}`;
+      `${unresolved} unresolved · showing ${fns.length}+${provs.length}${repText} · updated ${new Date().toLocaleTimeString()}`;
+    $('status').classList.toggle('partial', silent.length > 0);
     window.ddiShown = { functions: fns.length, providers: provs.length };
     window.ddiLastRenderMs = performance.now() - t0;
     window.ddiRevision = graph.revision;
@@ -305,14 +312,16 @@
     }
     const f = graph.functions.find((x) => key(x) === k);
     if (!f) { panel.innerHTML = `<h2>${esc(k)}</h2><p class="bad">No sidecar of this function is connected any more.</p>`; return; }
-    const sc = f.sidecars.map((s) => `<tr><td>${esc(s.id)}</td><td>${s.sentVersion}</td><td>${s.ackedVersion}</td><td class="bad">${esc(s.ackError || '')}</td></tr>`);
+    const reps = (graph.replicas || []).length > 0;
+    const sc = f.sidecars.map((s) => `<tr><td>${esc(s.id)}</td><td>${s.sentVersion}</td><td>${s.ackedVersion}</td><td class="bad">${esc(s.ackError || '')}</td>` +
+      (reps ? `<td>${esc(s.replica || '')}</td>` : '') + '</tr>');
     const deps = f.dependencies.map((d) => `<tr><td>${esc(d.alias)}</td><td>${esc(d.selector)}</td>` +
       (d.provider ? `<td class="ok">${esc(d.split ? depLabel(d) : d.provider)}</td>` : `<td class="bad">unresolved: ${esc(d.unresolved)}</td>`) + '</tr>');
     const old = panel.querySelector('#explanations');
     panel.innerHTML = `<h2>function ${esc(k)}</h2>` + table([
       `<tr><th>service account</th><td>${esc(f.serviceAccount || '—')}</td></tr>`,
       `<tr><th>labels</th><td>${esc(kv(f.labels))}</td></tr>`,
-    ]) + '<h3>Sidecars</h3>' + table(sc, ['id', 'sent', 'acked', 'error']) +
+    ]) + '<h3>Sidecars</h3>' + table(sc, reps ? ['id', 'sent', 'acked', 'error', 'replica'] : ['id', 'sent', 'acked', 'error']) +
       '<h3>Dependencies</h3>' + table(deps, ['alias', 'selector', 'bound to']) +
       '<h3>Why (resolution, docs/resolution.md)</h3><div id="explanations"></div>';
     // Explanations are asked again when the providers changed (a new
