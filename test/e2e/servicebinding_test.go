@@ -21,7 +21,8 @@ var bindingKeys = []string{"type", "provider", "uri", "host", "port", "database"
 
 // TestServiceBindingOnCluster runs ddi's Service Binding implementation
 // with a real kubelet (test/e2e/testdata/servicebinding.yaml): a
-// ServiceBinding into a Deployment and into a Knative Service, and the same
+// ServiceBinding into a Deployment, and through ClusterWorkloadResourceMappings
+// into a Knative Service and a CronJob, and the same
 // dependency as ddi's own Provider for an injected Deployment. It checks
 // that both ways give the function the same files, and measures how long a
 // Secret change takes to reach the files of a running pod each way (the
@@ -32,15 +33,17 @@ func TestServiceBindingOnCluster(t *testing.T) {
 	im := c.buildImages(t)
 	c.install(t, im)
 	const ns = "sb-e2e"
+	mappings := []string{"clusterworkloadresourcemapping/services.serving.knative.dev", "clusterworkloadresourcemapping/cronjobs.batch"}
 	c.deleteNamespace(t, ns)
 	t.Cleanup(func() {
 		c.dumpNamespaceOnFailure(t, ns)
 		if os.Getenv("DDI_E2E_KEEP") != "1" {
 			c.deleteNamespace(t, ns)
+			c.kubectlRun(t, append([]string{"delete", "--ignore-not-found"}, mappings...)...)
 		}
 	})
 	c.apply(t, im, "test/e2e/testdata/servicebinding.yaml")
-	c.kubectlRun(t, "-n", ns, "wait", "--for=condition=Ready", "--timeout=120s", "servicebinding/orders-db", "servicebinding/orders-db-ksvc", "provider/orders-db")
+	c.kubectlRun(t, "-n", ns, "wait", "--for=condition=Ready", "--timeout=120s", "servicebinding/orders-db", "servicebinding/orders-db-ksvc", "servicebinding/orders-db-cron", "provider/orders-db")
 	c.kubectlRun(t, "-n", ns, "rollout", "status", "--timeout=180s", "deploy/sb-files", "deploy/ddi-files")
 	c.kubectlRun(t, "-n", ns, "wait", "--for=condition=Ready", "--timeout=180s", "ksvc/sb-ksvc")
 
@@ -88,6 +91,16 @@ func TestServiceBindingOnCluster(t *testing.T) {
 			got = string(b)
 			return resp.StatusCode == http.StatusOK && got == "orders", fmt.Errorf("GET /bindings/db/username = %d %q", resp.StatusCode, b)
 		})
+	})
+
+	t.Run("a ServiceBinding binds a CronJob through a mapping", func(t *testing.T) {
+		c.kubectlRun(t, "-n", ns, "create", "job", "reports-now", "--from=cronjob/reports")
+		pod := c.readyPod(t, ns, "job-name=reports-now", 2*time.Minute)
+		base := "http://" + pod.Status.PodIP + ":8080"
+		root := envValue(t, client, base, "SERVICE_BINDING_ROOT")
+		if got, err := fileValue(client, base, root+"/db/username"); err != nil || got != "orders" {
+			t.Errorf("the Job's file db/username = %q, %v; want orders", got, err)
+		}
 	})
 
 	t.Run("a Secret change reaches running pods without a rollout", func(t *testing.T) {
