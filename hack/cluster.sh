@@ -4,7 +4,10 @@
 # kube-scheduler, containerd + runc + CNI bridge, kubelet, kube-proxy
 # (iptables), a cluster DNS server, Knative Serving v0.42.2 (controller,
 # autoscaler, activator and webhook as pods) and a small KIngress
-# implementation. Images are built locally and imported into containerd.
+# implementation. Images are built locally, pushed to a real OCI registry
+# on loopback (the CNCF distribution registry, hack/registry.sh), and
+# pulled from there by containerd: ddi.local/... and ghcr.io/... names
+# resolve to that registry (a hosts.toml mirror per name).
 #
 # Usage: hack/cluster.sh VERB [ARGS]   (as root)
 #   up                  start everything (builds what is missing first);
@@ -16,8 +19,9 @@
 #                       pack SRC (a static binary, or a folder holding a Go
 #                       main package, built with CGO_ENABLED=0) as image REF
 #                       (e.g. ddi.local/ddi:dev), user 65532 unless a -user
-#                       flag says otherwise, and import it when the cluster
-#                       is up; prints the tarball path
+#                       flag says otherwise, and push it to the cluster's
+#                       registry when the cluster is up; prints the tarball
+#                       path
 #   smoke               prove the running cluster: a Knative Service answers
 #                       through the KIngress and from a pod, scales to zero
 #                       and wakes up (DDI_SMOKE_ZERO=0 skips scale to zero)
@@ -40,9 +44,10 @@
 #   DDI_CLUSTER_INGRESS_PORT   KIngress port on 127.0.0.1 [31080]
 #   DDI_CLUSTER_HOST_PORTS     extra TCP ports on the node IP that pods may reach []
 #   DDI_CLUSTER_KNATIVE        1 to install Knative Serving, 0 to skip [1]
+#   DDI_CLUSTER_REGISTRY       the registry's loopback address [127.0.0.1:5001]
 #   DDI_BUILD_P                go build -p [2]
 #
-# Ports: kube-apiserver NODE_IP:6443, etcd 127.0.0.1:12379-12380, cluster DNS
+# Ports: registry 127.0.0.1:5001, kube-apiserver NODE_IP:6443, etcd 127.0.0.1:12379-12380, cluster DNS
 # NODE_IP:53, KIngress 127.0.0.1:31080 (public) and NODE_IP:80 (pods),
 # kubelet NODE_IP:10250, health ports on 127.0.0.1 (10248 kubelet, 10256
 # kube-proxy, 10257 controller-manager, 10259 scheduler).
@@ -83,6 +88,9 @@ readonly NODE=${DDI_CLUSTER_NODE:-ddi-local}
 readonly INGRESS_PORT=${DDI_CLUSTER_INGRESS_PORT:-31080}
 readonly HOST_PORTS=${DDI_CLUSTER_HOST_PORTS:-}
 readonly WITH_KNATIVE=${DDI_CLUSTER_KNATIVE:-1}
+readonly REGISTRY_ADDR=${DDI_CLUSTER_REGISTRY:-127.0.0.1:5001}
+# Registries whose names containerd pulls from the local registry.
+readonly MIRRORED=("$IMAGE_REGISTRY" ghcr.io)
 readonly BUILD_P=${DDI_BUILD_P:-2}
 
 readonly PKI=$STATE/pki
@@ -92,6 +100,7 @@ readonly CONF=$STATE/conf
 readonly KUBECONFIG_ADMIN=$STATE/kubeconfig
 readonly CTD_DIR=$STATE/containerd
 readonly CTD_SOCK=$CTD_DIR/containerd.sock
+readonly REGISTRY_DIR=$STATE/registry
 readonly ETCD_PORT=12379
 readonly APISERVER_PORT=6443
 readonly KUBE_PROXY_CHAINS_TABLES=(filter nat mangle)
@@ -266,17 +275,25 @@ build_images() {
 	done
 }
 
-# import_image TAR: import into the cluster's containerd (k8s.io namespace).
-import_image() {
-	ctr --address "$CTD_SOCK" -n k8s.io images import "$1" >/dev/null
+# push_image TAR: push to the cluster's registry, whence containerd pulls
+# it (ddi.local/NAME:TAG is pushed as REGISTRY_ADDR/NAME:TAG).
+push_image() {
+	"$BIN/imgpack" -push "$REGISTRY_ADDR" "$1" >/dev/null
 }
 
-import_images() {
+push_images() {
 	local t
 	for t in "$IMAGES"/*.tar; do
 		[[ -e $t ]] || continue
-		import_image "$t"
+		push_image "$t"
 	done
+}
+
+registry_running() { "$REPO/hack/registry.sh" addr "$REGISTRY_DIR" >/dev/null 2>&1; }
+
+start_registry() {
+	"$REPO/hack/registry.sh" start "$REGISTRY_DIR" "$REGISTRY_ADDR" >/dev/null
+	log "registry: running on $REGISTRY_ADDR (data in $REGISTRY_DIR)"
 }
 
 # --- processes ---------------------------------------------------------------
@@ -614,7 +631,23 @@ state = "$CTD_DIR/state"
     bin_dir = "/usr/lib/cni"
     conf_dir = "$STATE/cni/net.d"
     max_conf_num = 1
+
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$CTD_DIR/certs.d"
 EOF
+	local r
+	# The registry's own name too: release.yaml (hack/release.sh) names
+	# images as $REGISTRY_ADDR/NAME@sha256:..., over plain HTTP.
+	for r in "${MIRRORED[@]}" "$REGISTRY_ADDR"; do
+		mkdir -p "$CTD_DIR/certs.d/$r"
+		write_file "$CTD_DIR/certs.d/$r/hosts.toml" <<EOF
+# $r/NAME:TAG is pulled from the local registry as NAME:TAG.
+server = "http://$REGISTRY_ADDR"
+
+[host."http://$REGISTRY_ADDR"]
+  capabilities = ["pull", "resolve"]
+EOF
+	done
 	write_file "$STATE/cni/net.d/10-ddi.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -737,10 +770,11 @@ start_kube_proxy() { start_daemon kube-proxy "$KUBE_BINS/kube-proxy" --config="$
 start_clusterdns() { start_daemon clusterdns "$BIN/clusterdns" -kubeconfig "$KUBECONFIG_ADMIN" -listen "$NODE_IP:53"; }
 
 start_node() {
+	start_registry
+	log "registry: pushing images"
+	push_images
 	start_containerd
 	wait_for "containerd" 30 ctr --address "$CTD_SOCK" version || die "containerd did not start; see $LOGS/containerd.log"
-	log "containerd: importing images"
-	import_images
 	start_kubelet
 	start_kube_proxy
 	start_clusterdns
@@ -833,6 +867,7 @@ install_knative() {
 # --- verbs -------------------------------------------------------------------------
 cmd_build() {
 	build_binaries
+	"$REPO/hack/registry.sh" build >/dev/null
 	build_images
 	log "build: done (binaries in $BIN, images in $IMAGES)"
 }
@@ -930,6 +965,7 @@ cmd_down() {
 	kill_pids $(kubepods_pids)
 	stop_daemons 20 kube-scheduler kube-controller-manager kube-apiserver
 	stop_daemons 20 etcd
+	"$REPO/hack/registry.sh" stop "$REGISTRY_DIR" >/dev/null 2>&1 || true
 
 	# Mounts under the state folder (netns, rootfs overlays, shm, volumes), deepest first.
 	local m
@@ -1097,11 +1133,11 @@ cmd_image() {
 	[[ -f $src && -x $src ]] || die "$src is neither an executable file nor a folder"
 	local tar
 	tar=$(pack_image "$ref" "$src" "$@")
-	if [[ -S $CTD_SOCK ]] && running containerd; then
-		import_image "$tar"
-		log "image: imported $ref into the cluster"
+	if registry_running; then
+		push_image "$tar"
+		log "image: pushed $ref to the cluster's registry"
 	else
-		log "image: cluster not up; $ref will be imported by the next up"
+		log "image: cluster not up; $ref will be pushed by the next up"
 	fi
 	printf '%s\n' "$tar"
 }

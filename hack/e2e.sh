@@ -8,7 +8,8 @@
 #              (hack/servicebinding-conformance.sh), down; exit status is
 #              the first failure's
 #   install    build ddi's two images (controller; sidecar with -tags
-#              nokube), import them, apply deploy/overlays/local, wait for
+#              nokube), push them to the cluster's registry, apply
+#              deploy/overlays/local, wait for
 #              the controller
 #   examples [FILE...]
 #              build and deploy the example functions (examples/knative),
@@ -49,7 +50,7 @@ die() { log "error: $*"; exit 1; }
 kc() { kubectl --kubeconfig "$(hack/cluster.sh kubeconfig)" "$@"; }
 
 # build_image REPO DIR PKG BIN [GO BUILD FLAGS]: build a static binary and
-# import it as ddi.local/REPO:<first 12 hex of its sha256>; print the
+# push it as ddi.local/REPO:<first 12 hex of its sha256>; print the
 # reference. A content tag rolls out a new build and only a new build.
 build_image() {
 	local repo=$1 dir=$2 pkg=$3 bin=$4
@@ -61,7 +62,7 @@ build_image() {
 	local port=()
 	[[ $repo == greeter || $repo == frontend ]] && port=(-port 8080)
 	hack/cluster.sh image "$ref" "$bin" "${port[@]}" >/dev/null
-	# Earlier builds' tarballs would be imported again by every up.
+	# Earlier builds' tarballs would be pushed again by every up.
 	find "$DDI_CACHE/cluster/images" -maxdepth 1 -name "ddi.local_${repo}_*.tar*" \
 		! -name "$(printf '%s' "$ref" | tr '/:' '__').tar*" -delete
 	printf '%s\n' "$ref"

@@ -37,8 +37,8 @@ import (
 var testNamespaces = []string{"ddi-demo", "openfaas-fn", "fission-function"}
 
 // localCluster is the running cluster of hack/cluster.sh as the test sees
-// it. The test uses that cluster only, never $KUBECONFIG: it imports
-// images into the cluster's containerd, which exists only there.
+// it. The test uses that cluster only, never $KUBECONFIG: it pushes
+// images to the cluster's registry, which exists only there.
 type localCluster struct {
 	repo       string
 	kubeconfig string
@@ -56,7 +56,7 @@ func requireCluster(t *testing.T) *localCluster {
 		t.Skip("skipped: the local Kubernetes cluster (hack/cluster.sh) runs on Linux only")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("skipped: not root; the test imports images into the cluster's containerd and reads pod cgroups (run hack/e2e.sh as root)")
+		t.Skip("skipped: not root; the test pushes images to the cluster's registry and reads pod cgroups (run hack/e2e.sh as root)")
 	}
 	repo, err := filepath.Abs("../..")
 	if err != nil {
@@ -151,7 +151,7 @@ func (im images) replace(manifest string) string {
 }
 
 // buildImages builds ddi (full, for the controller), ddi -tags nokube
-// (the sidecar) and the two example functions, and imports them with
+// (the sidecar) and the two example functions, and pushes them with
 // hack/cluster.sh image. Each tag is derived from its binary, so a new
 // build gets a new tag and an unchanged one is not rolled out again.
 func (c *localCluster) buildImages(t *testing.T) images {
@@ -209,7 +209,7 @@ func (c *localCluster) buildImages(t *testing.T) images {
 }
 
 // pruneImageTarballs removes the tarballs of earlier builds of repo, which
-// every `hack/cluster.sh up` would otherwise import again.
+// every `hack/cluster.sh up` would otherwise push again.
 func pruneImageTarballs(t *testing.T, dir, repo, keepTag string) {
 	t.Helper()
 	matches, _ := filepath.Glob(filepath.Join(dir, "ddi.local_"+repo+"_*.tar*"))

@@ -41,7 +41,7 @@ func TestKnative(t *testing.T) {
 	defer rep.write(t)
 
 	im := c.buildImages(t)
-	rep.Steps = append(rep.Steps, step("build and import images", began))
+	rep.Steps = append(rep.Steps, step("build and push images", began))
 	t0 := time.Now()
 	c.install(t, im)
 	rep.Steps = append(rep.Steps, step("install ddi (deploy/overlays/local)", t0))

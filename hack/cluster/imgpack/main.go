@@ -11,6 +11,14 @@
 // (mode 1777) and an /etc/passwd and /etc/group that name root and nonroot
 // (65532). The entrypoint defaults to the first file's DEST. File times are
 // fixed, so packing the same inputs twice gives the same image digest.
+//
+//	imgpack -push HOST:PORT TAR...
+//
+// pushes the image of each tarball to the plain-HTTP registry at HOST:PORT,
+// under its own repository path and tag without the original registry host
+// (ddi.local/knative/queue:v1 becomes HOST:PORT/knative/queue:v1), and
+// prints each pushed reference with its digest. The local cluster's
+// containerd pulls ddi.local/... and ghcr.io/... images from there.
 package main
 
 import (
@@ -34,6 +42,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -53,6 +62,12 @@ func main() {
 }
 
 func run(args []string, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-push" || args[0] == "--push") {
+		if len(args) < 3 {
+			return errors.New("usage: imgpack -push HOST:PORT TAR...")
+		}
+		return push(args[1], args[2:], os.Stdout)
+	}
 	fl := flag.NewFlagSet("imgpack", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	var (
@@ -331,4 +346,54 @@ func (lb *layerBuilder) bytes() ([]byte, error) {
 		return nil, fmt.Errorf("write layer: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// push writes the image of each tarball to the registry at addr, under its
+// repository path without the original registry host.
+func push(addr string, tars []string, stdout io.Writer) error {
+	for _, tp := range tars {
+		tags, err := tarballTags(tp)
+		if err != nil {
+			return err
+		}
+		for _, t := range tags {
+			src, err := name.NewTag(t, name.WeakValidation)
+			if err != nil {
+				return fmt.Errorf("%s: tag %q: %w", tp, t, err)
+			}
+			img, err := tarball.ImageFromPath(tp, &src)
+			if err != nil {
+				return fmt.Errorf("read %s: %w", tp, err)
+			}
+			dst, err := name.NewTag(addr+"/"+src.RepositoryStr()+":"+src.TagStr(), name.Insecure)
+			if err != nil {
+				return fmt.Errorf("%s: %w", tp, err)
+			}
+			if err := remote.Write(dst, img); err != nil {
+				return fmt.Errorf("push %s to %s: %w", tp, dst, err)
+			}
+			d, err := img.Digest()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s %s@%s\n", t, dst, d)
+		}
+	}
+	return nil
+}
+
+// tarballTags lists the tags of a tarball's manifest.json.
+func tarballTags(path string) ([]string, error) {
+	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(path) })
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var tags []string
+	for _, d := range m {
+		tags = append(tags, d.RepoTags...)
+	}
+	if len(tags) == 0 {
+		return nil, fmt.Errorf("%s names no tag", path)
+	}
+	return tags, nil
 }
