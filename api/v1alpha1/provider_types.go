@@ -79,8 +79,6 @@ const (
 // +kubebuilder:resource:scope=Namespaced,shortName=prov,categories=ddi
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.version`,description="The version the provider publishes: spec.version, else its Knative revision's"
-// +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.status.revision`,priority=1,description="The Knative revision whose version is published"
-// +kubebuilder:printcolumn:name="Traffic",type=string,JSONPath=`.status.knativeTraffic`,priority=1,description="The Knative Service's traffic split"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Endpoints",type=integer,JSONPath=`.status.readyEndpoints`,description="Ready endpoints"
 // +kubebuilder:printcolumn:name="Consumers",type=integer,JSONPath=`.status.consumers`,description="Dependencies of DependencySets bound to this provider"
@@ -88,6 +86,8 @@ const (
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1,description="The Ready condition's message"
 // +kubebuilder:printcolumn:name="URLs",type=string,JSONPath=`.status.endpoints[?(@.ready==true)].url`,priority=1,description="Ready endpoint URLs"
+// +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.status.revision`,priority=1,description="The Knative revision whose version is published"
+// +kubebuilder:printcolumn:name="Traffic",type=string,JSONPath=`.status.knativeTraffic`,priority=1,description="The Knative Service's traffic split"
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS-1123 label: at most 63 lower-case letters, digits or '-', starting and ending with a letter or digit"
 type Provider struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -193,7 +193,7 @@ func TestKubectlShowsStatus(t *testing.T) {
 		}
 	}
 	cols, _ = table(t, cp, "/apis/ddi.dev/v1alpha1/providers", true)
-	if want := []string{"Name", "Type", "Version", "Ready", "Endpoints", "Consumers", "Reason", "Age", "Message", "URLs"}; !slices.Equal(cols, want) {
+	if want := []string{"Name", "Type", "Version", "Ready", "Endpoints", "Consumers", "Reason", "Age", "Message", "URLs", "Revision", "Traffic"}; !slices.Equal(cols, want) {
 		t.Errorf("providers -o wide columns = %q, want %q", cols, want)
 	}
 	waitProviders := func(want map[string]map[string]any) {
