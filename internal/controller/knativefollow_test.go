@@ -188,6 +188,13 @@ func TestProviderFollowsKnativeRevisions(t *testing.T) {
 		t.Errorf("Ready condition %s, want its message to name the bad ddi.dev/version", conditionString(c))
 	}
 
+	// The Service names a revision that cannot be read yet: it is read
+	// again by itself (revisionRetry), with no further Service change.
+	setKnativeStatus(t, cp, "greeter-00004", "greeter-00004", 100)
+	check("a revision not readable yet", "", "greeter-00004", "100% greeter-00004 -")
+	create(t, cp, knativeObject("Revision", "greeter-00004", map[string]string{v1alpha1.AnnotationVersion: "4.0.0"}))
+	check("the revision readable", "4.0.0", "greeter-00004", "100% greeter-00004 4.0.0")
+
 	// Nobody edited the Provider.
 	if p, err := getProvider("greeter"); err != nil || p.Generation != 1 {
 		t.Errorf("provider greeter generation %d, %v; want 1: no edit of its spec", p.Generation, err)
@@ -202,7 +209,7 @@ func TestProviderFollowsKnativeRevisions(t *testing.T) {
 	if err := cp.Client.Update(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	check("spec.version set", "3.1.0", "greeter-00003", "100% greeter-00003 -")
+	check("spec.version set", "3.1.0", "greeter-00004", "100% greeter-00004 4.0.0")
 
 	// And the Provider with endpoints was never disturbed.
 	if p, err := getProvider("plain"); err != nil || p.Status.Version != "1.2.0" {
