@@ -156,10 +156,7 @@ func (im images) replace(manifest string) string {
 // build gets a new tag and an unchanged one is not rolled out again.
 func (c *localCluster) buildImages(t *testing.T) images {
 	t.Helper()
-	cache := os.Getenv("DDI_CACHE")
-	if cache == "" {
-		cache = filepath.Join(c.repo, ".cache")
-	}
+	cache := c.cacheDir()
 	out := filepath.Join(cache, "e2e")
 	p := os.Getenv("DDI_BUILD_P")
 	if p == "" {
@@ -206,6 +203,15 @@ func (c *localCluster) buildImages(t *testing.T) images {
 	im := images{ddi: refs["ddi"], sidecar: refs["ddi-sidecar"], greeter: refs["greeter"], frontend: refs["frontend"], genericapp: refs["genericapp"]}
 	t.Logf("images: %s %s %s %s %s", im.ddi, im.sidecar, im.greeter, im.frontend, im.genericapp)
 	return im
+}
+
+// cacheDir is the build cache ($DDI_CACHE, else the repository's .cache);
+// buildImages leaves the ddi binary at cacheDir()/e2e/ddi/ddi.
+func (c *localCluster) cacheDir() string {
+	if d := os.Getenv("DDI_CACHE"); d != "" {
+		return d
+	}
+	return filepath.Join(c.repo, ".cache")
 }
 
 // pruneImageTarballs removes the tarballs of earlier builds of repo, which

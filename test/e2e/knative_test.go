@@ -3,11 +3,14 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -18,6 +21,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"ddi.dev/ddi/internal/protocol"
 )
 
 // TestKnative proves ddi on a real single-node Kubernetes with Knative
@@ -115,6 +120,40 @@ func TestKnative(t *testing.T) {
 		if after := c.invokeCount(t, pod.Name); after <= before {
 			t.Errorf("sidecar's ddi_sidecar_invoke_total{dependency=greeter,result=ok} = %d after the request, %d before: the request did not go through /v1/invoke", after, before)
 		}
+	})
+
+	t.Run("ddi status through the kubeconfig lists the sidecars of every replica", func(t *testing.T) {
+		// The CLI port-forwards to a controller pod with the kubeconfig's
+		// credentials (docs/kubernetes.md); that replica asks the others.
+		want := c.controllerReplicas(t)
+		ddi := filepath.Join(c.cacheDir(), "e2e", "ddi", "ddi")
+		var list protocol.SidecarList
+		eventually(t, time.Minute, "ddi status to list frontend's sidecar and every replica", func() (bool, error) {
+			cmd := exec.Command(ddi, "--kubeconfig", c.kubeconfig, "status", "-o", "json")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				return false, fmt.Errorf("ddi status: %v: %s", err, stderr.String())
+			}
+			list = protocol.SidecarList{}
+			if err := json.Unmarshal(out, &list); err != nil {
+				return false, err
+			}
+			sum := 0
+			for _, r := range list.Replicas {
+				if r.Error != "" {
+					return false, fmt.Errorf("replica %s: %s", r.Name, r.Error)
+				}
+				sum += r.Sidecars
+			}
+			frontend := slices.ContainsFunc(list.Sidecars, func(s protocol.SidecarStatus) bool {
+				return s.Consumer.Namespace == "ddi-demo" && strings.HasPrefix(s.Consumer.Name, "frontend")
+			})
+			return len(list.Replicas) == want && sum == len(list.Sidecars) && frontend,
+				fmt.Errorf("replicas %+v, %d sidecars, frontend's among them: %v", list.Replicas, len(list.Sidecars), frontend)
+		})
+		t.Logf("ddi status: %d sidecars from replicas %+v", len(list.Sidecars), list.Replicas)
 	})
 
 	t.Run("binding files in frontend's container hold greeter's address", func(t *testing.T) {
