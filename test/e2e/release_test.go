@@ -135,6 +135,9 @@ func TestUpgradeUnderTraffic(t *testing.T) {
 	if reg == "" {
 		reg = "127.0.0.1:5001"
 	}
+	if err := exec.Command("git", "-C", c.repo, "cat-file", "-e", previousRelease+"^{commit}").Run(); err != nil {
+		t.Skipf("skipped: the previous release's commit %s is not in this clone (a shallow clone?); fetch the full history to run the upgrade test", previousRelease)
+	}
 	dir := t.TempDir()
 	old := filepath.Join(dir, "previous")
 	if b, err := exec.Command("git", "-C", c.repo, "worktree", "add", "--detach", old, previousRelease).CombinedOutput(); err != nil {
