@@ -66,10 +66,15 @@ func TestKnative(t *testing.T) {
 	c.apply(t, im, "examples/openfaas/function.yaml")
 	c.apply(t, im, "examples/fission/poolmgr.yaml")
 	c.kubectlRun(t, "-n", "ddi-demo", "wait", "--for=condition=Ready", "--timeout=180s", "ksvc/greeter")
-	// The Provider after greeter has an address: the controller polls
-	// Knative Services only every 30 s.
 	c.apply(t, im, "examples/knative/greeter-provider.yaml")
 	c.kubectlRun(t, "-n", "ddi-demo", "wait", "--for=condition=Ready", "--timeout=90s", "provider/greeter")
+	// The Provider names no version: it follows greeter's revisions, and
+	// publishes the ddi.dev/version of the one Knative routes to.
+	v1rev := c.kubectlRun(t, "-n", "ddi-demo", "get", "ksvc", "greeter", "-o", "jsonpath={.status.latestReadyRevisionName}")
+	eventually(t, time.Minute, "Provider greeter to publish version 1.0.0 of revision "+v1rev, func() (bool, error) {
+		out, err := c.tryKubectl("", "-n", "ddi-demo", "get", "provider", "greeter", "-o", "jsonpath={.status.version} {.status.revision}")
+		return err == nil && out == "1.0.0 "+v1rev, fmt.Errorf("status version and revision %q", out)
+	})
 	c.kubectlRun(t, "-n", "ddi-demo", "wait", "--for=condition=Ready", "--timeout=180s", "ksvc/frontend", "ksvc/cold-ddi", "ksvc/cold-ddi-native", "ksvc/cold-ddi-container", "ksvc/cold-plain")
 	rep.Steps = append(rep.Steps, step("deploy the functions", t0))
 
@@ -343,8 +348,9 @@ func TestKnative(t *testing.T) {
 		}
 	})
 
-	t.Run("greeter v2 and a Provider update rebind frontend live", func(t *testing.T) {
+	t.Run("greeter v2 rebinds frontend live with no Provider edit", func(t *testing.T) {
 		pod := c.frontendPod(t)
+		generation := c.kubectlRun(t, "-n", "ddi-demo", "get", "provider", "greeter", "-o", "jsonpath={.metadata.generation}")
 		before := c.greeterBinding(t, pod.Name)
 		if before.Version != "1.0.0" {
 			t.Fatalf("frontend's greeter binding = %+v, want version 1.0.0", before)
@@ -387,6 +393,14 @@ func TestKnative(t *testing.T) {
 				t.Errorf("a request after the switch got %+v, want greeter 2.0.0 from the new revision %s", cl.answer, v2rev)
 				break
 			}
+		}
+		if got := c.kubectlRun(t, "-n", "ddi-demo", "get", "provider", "greeter", "-o", "jsonpath={.metadata.generation} {.status.version} {.status.revision}"); got != generation+" 2.0.0 "+v2rev {
+			t.Errorf("Provider greeter's generation, status version and revision = %q, want %q: unedited, following revision %s", got, generation+" 2.0.0 "+v2rev, v2rev)
+		}
+		files := bindingFiles(t, client, route, frontendHost)
+		if files["greeter/knative-revision"] != v2rev || files["greeter/knative-traffic"] != "100% "+v2rev+" 2.0.0" {
+			t.Errorf("binding files greeter/knative-revision = %q, greeter/knative-traffic = %q; want %s and %q",
+				files["greeter/knative-revision"], files["greeter/knative-traffic"], v2rev, "100% "+v2rev+" 2.0.0")
 		}
 		now := c.frontendPod(t)
 		if now.UID != pod.UID || restarts(&now) != 0 {
