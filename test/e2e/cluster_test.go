@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
 	"sigs.k8s.io/yaml"
@@ -596,4 +597,34 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// viewerKubeconfig writes a kubeconfig for the local cluster whose user is
+// the ServiceAccount default/ddi-e2e-viewer with a fresh token and the
+// permissions docs/kubernetes.md lists for a person who looks at the graph
+// (testdata/viewer.yaml); the CLI refuses client certificates, which the
+// admin kubeconfig uses.
+func (c *localCluster) viewerKubeconfig(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.repo, "test", "e2e", "testdata", "viewer.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.kubectlIn(t, string(b), "apply", "-f", "-")
+	token := strings.TrimSpace(c.kubectlRun(t, "-n", "default", "create", "token", "ddi-e2e-viewer", "--duration=1h"))
+	cfg, err := clientcmd.LoadFromFile(c.kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := cfg.Contexts[cfg.CurrentContext]
+	if ctx == nil {
+		t.Fatalf("kubeconfig %s has no current context", c.kubeconfig)
+	}
+	cfg.AuthInfos = map[string]*clientcmdapi.AuthInfo{"ddi-e2e-viewer": {Token: token}}
+	ctx.AuthInfo = "ddi-e2e-viewer"
+	path := filepath.Join(t.TempDir(), "viewer.kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -132,9 +133,12 @@ func TestKnative(t *testing.T) {
 		// credentials (docs/kubernetes.md); that replica asks the others.
 		want := c.controllerReplicas(t)
 		ddi := filepath.Join(c.cacheDir(), "e2e", "ddi", "ddi")
+		kubeconfig := c.viewerKubeconfig(t)
 		var list protocol.SidecarList
 		eventually(t, time.Minute, "ddi status to list frontend's sidecar and every replica", func() (bool, error) {
-			cmd := exec.Command(ddi, "--kubeconfig", c.kubeconfig, "status", "-o", "json")
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, ddi, "--kubeconfig", kubeconfig, "status", "-o", "json")
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			out, err := cmd.Output()
