@@ -25,6 +25,12 @@
 #   DDI_E2E_KEEP=1     the test leaves its namespaces behind
 #   DDI_E2E_SB_CONFORMANCE=0
 #                      all skips the Service Binding conformance suite
+#   DDI_DEADLINE       all: a Unix time to be done by (.ci/run sets it from
+#                      CI's limit). With too little time left after the
+#                      cluster is up, all skips what does not fit and says
+#                      so: the Go tests need DDI_E2E_NEED (1500) seconds,
+#                      ten cold-start rounds 600 more (else 3 rounds), the
+#                      conformance suite 480
 #   DDI_BUILD_P        go build -p [2]
 # and those of hack/cluster.sh (DDI_CACHE, DDI_CLUSTER_STATE, ...).
 set -euo pipefail
@@ -78,8 +84,7 @@ cmd_install() {
 		sed "s#ddi.local/ddi:dev#$ddi#; s#ddi.local/ddi-sidecar:dev#$sidecar#" |
 		kc apply -f - >/dev/null
 	kc -n ddi-system rollout status deploy/ddi-controller --timeout=180s >&2
-	local i
-	for i in $(seq 1 120); do
+	for _ in $(seq 1 120); do
 		[[ -n $(kc get mutatingwebhookconfiguration ddi-sidecar-injector -o jsonpath='{.webhooks[0].clientConfig.caBundle}') ]] && break
 		sleep 0.5
 	done
@@ -127,6 +132,9 @@ cmd_test() {
 	go test -tags e2e -count=1 -v -timeout "${DDI_E2E_TIMEOUT:-35m}" ./test/e2e/...
 }
 
+# time_left: seconds until DDI_DEADLINE (a day when unset).
+time_left() { echo $((${DDI_DEADLINE:-$(($(date +%s) + 86400))} - $(date +%s))); }
+
 cmd_all() {
 	[[ $(id -u) -eq 0 ]] || die "run as root: the local cluster needs containerd, mounts, iptables and a bridge"
 	local start=$SECONDS rc=0
@@ -135,11 +143,25 @@ cmd_all() {
 	hack/cluster.sh down >/dev/null 2>&1 || true
 	log "bringing the cluster up"
 	timeout 1800 hack/cluster.sh up >/dev/null
-	log "cluster up after $((SECONDS - start)) s; running the end-to-end tests"
+	log "cluster up after $((SECONDS - start)) s"
+	local need=${DDI_E2E_NEED:-1500}
+	if (($(time_left) < need)); then
+		log "SKIPPED the Go end-to-end tests and the Service Binding conformance suite: $(time_left) s left before DDI_DEADLINE, they need about $need s"
+		return 0
+	fi
+	if [[ -z ${DDI_E2E_COLD_ROUNDS:-} ]] && (($(time_left) < need + 600)); then
+		export DDI_E2E_COLD_ROUNDS=3
+		log "only $(time_left) s left before DDI_DEADLINE: 3 cold-start rounds instead of 10"
+	fi
+	# The Go tests stop in time for the cluster to come down.
+	DDI_E2E_TIMEOUT=${DDI_E2E_TIMEOUT:-$((($(time_left) - 120) / 60 < 35 ? ($(time_left) - 120) / 60 : 35))m}
+	log "running the end-to-end tests (timeout $DDI_E2E_TIMEOUT)"
 	# The cluster goes next: the test need not clean its namespaces up.
 	DDI_E2E_KEEP=${DDI_E2E_KEEP:-1} cmd_test || rc=$?
 	log "tests finished with status $rc after $((SECONDS - start)) s"
-	if [[ ${DDI_E2E_SB_CONFORMANCE:-1} != 0 ]]; then
+	if [[ ${DDI_E2E_SB_CONFORMANCE:-1} != 0 ]] && (($(time_left) < 480)); then
+		log "SKIPPED the Service Binding conformance suite: $(time_left) s left before DDI_DEADLINE, it needs about 480 s"
+	elif [[ ${DDI_E2E_SB_CONFORMANCE:-1} != 0 ]]; then
 		log "running the Service Binding conformance suite (hack/servicebinding-conformance.sh)"
 		local sbrc=0
 		hack/servicebinding-conformance.sh || sbrc=$?
@@ -154,6 +176,6 @@ all) cmd_all ;;
 install) cmd_install ;;
 examples) shift; cmd_examples "$@" ;;
 test) cmd_test ;;
--h | --help | help) sed -n '2,24p' "$0" | cut -c3- ;;
-*) sed -n '2,24p' "$0" | cut -c3- >&2; exit 2 ;;
+-h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | cut -c3- ;;
+*) sed -n '2,/^set -euo/p' "$0" | sed '$d' | cut -c3- >&2; exit 2 ;;
 esac
