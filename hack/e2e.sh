@@ -3,7 +3,8 @@
 #
 # Usage: hack/e2e.sh [VERB]   (as root)
 #   all        (default) the whole end-to-end run, bounded in time: down
-#              (leftovers of an earlier run), up, go test -tags e2e
+#              (leftovers of an earlier run), up, the README's install and
+#              examples commands, go test -tags e2e
 #              ./test/e2e/..., the Service Binding conformance suite
 #              (hack/servicebinding-conformance.sh), down; exit status is
 #              the first failure's
@@ -116,16 +117,15 @@ cmd_examples() {
 	apply_example examples/knative/greeter.yaml
 	apply_example examples/knative/frontend.yaml
 	kc -n ddi-demo wait --for=condition=Ready --timeout=180s ksvc/greeter >/dev/null
-	# After greeter has an address: Knative Services are polled every 30 s.
 	apply_example examples/knative/greeter-provider.yaml
 	kc -n ddi-demo wait --for=condition=Ready --timeout=90s provider/greeter >/dev/null
 	kc -n ddi-demo wait --for=condition=Ready --timeout=180s ksvc/frontend >/dev/null
 	kc -n ddi-demo get ksvc,providers >&2
 	local host=frontend.ddi-demo.example.com
 	log "curl -H 'Host: $host' $INGRESS/"
-	curl -sS --max-time 30 -H "Host: $host" "$INGRESS/"
+	curl -fsS --max-time 30 -H "Host: $host" "$INGRESS/"
 	log "curl -H 'Host: $host' $INGRESS/bindings"
-	curl -sS --max-time 30 -H "Host: $host" "$INGRESS/bindings"
+	curl -fsS --max-time 30 -H "Host: $host" "$INGRESS/bindings"
 }
 
 cmd_test() {
@@ -144,10 +144,16 @@ cmd_all() {
 	log "bringing the cluster up"
 	timeout 1800 hack/cluster.sh up >/dev/null
 	log "cluster up after $((SECONDS - start)) s"
+	# The README's "On Kubernetes" commands, as it prints them (but sudo).
+	log "the README's commands: hack/e2e.sh install, hack/e2e.sh examples"
+	if ! { hack/e2e.sh install && hack/e2e.sh examples; } >&2; then
+		log "the README's commands failed"
+		rc=1
+	fi
 	local need=${DDI_E2E_NEED:-1500}
 	if (($(time_left) < need)); then
 		log "SKIPPED the Go end-to-end tests and the Service Binding conformance suite: $(time_left) s left before DDI_DEADLINE, they need about $need s"
-		return 0
+		return "$rc"
 	fi
 	if [[ -z ${DDI_E2E_COLD_ROUNDS:-} ]] && (($(time_left) < need + 600)); then
 		export DDI_E2E_COLD_ROUNDS=3
