@@ -26,7 +26,8 @@ func (s *Sidecar) routes() http.Handler {
 		mux.Handle(pattern, s.metrics.instrument(pattern, h))
 	}
 	handle("GET /v1/bindings", s.handleList)
-	handle("GET /v1/bindings/{name}", s.handleGet)
+	s.getRoute = s.metrics.instrument("GET /v1/bindings/{name}", http.HandlerFunc(s.handleGet))
+	mux.Handle("GET /v1/bindings/{name}", s.getRoute)
 	handle("GET /v1/watch", s.handleWatch)
 	handle("PUT /v1/providers/{name}", s.handleRegister)
 	handle("DELETE /v1/providers/{name}", s.handleDeregister)

@@ -575,3 +575,13 @@ func forwardTrailer(dst, t []byte) []byte {
 	}
 	return dst
 }
+
+// hasField reports whether the head has a field of this name (any case).
+func (h *head) hasField(name string) bool {
+	for _, f := range h.fields {
+		if equalFold(f.name, name) {
+			return true
+		}
+	}
+	return false
+}

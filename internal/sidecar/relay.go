@@ -187,6 +187,7 @@ func (fs *fastServer) serve(c net.Conn) {
 	delete(fs.conns, fc)
 	fs.mu.Unlock()
 	if next == handOff {
+		fs.s.handoffs.Add(1)
 		_ = c.SetDeadline(time.Time{})
 		select {
 		case fs.handoffs <- &handedConn{Conn: c, br: br}:
@@ -255,6 +256,17 @@ func (fc *fastConn) loop() action {
 		fc.hbuf = append(fc.hbuf[:0], raw...)
 		fc.req.reset()
 		rest, herr := parseRequestLine(fc.hbuf, &fc.req)
+		if herr == nil && fc.req.minor == 1 && bindingGetName(fc.req.method, fc.req.target) != "" {
+			// GET /v1/bindings/{name}: answered here when the cache holds
+			// the binding and nothing about the request needs net/http.
+			if parseFields(rest, &fc.req) != nil || !fc.getBinding(len(raw)) {
+				return handOff
+			}
+			if fc.req.close {
+				return closeConn
+			}
+			continue
+		}
 		if herr == nil && (fc.req.minor != 1 || !bytes.HasPrefix(fc.req.target, []byte(invokePrefix))) {
 			return handOff // the API, HTTP/1.0: net/http
 		}
@@ -957,4 +969,71 @@ func (fc *fastConn) relayChunked(src *bufio.Reader, untilClose bool) (rerr, werr
 			return err, nil
 		}
 	}
+}
+
+// bindingsPrefix starts the target of GET /v1/bindings/{name}.
+const bindingsPrefix = "/v1/bindings/"
+
+// bindingGetName returns the binding a request line asks for when it is
+// a plain GET /v1/bindings/{name}: no query, and a name of the characters
+// a valid name has (anything else, escapes included, goes to net/http).
+func bindingGetName(method, target []byte) string {
+	if string(method) != http.MethodGet || !bytes.HasPrefix(target, []byte(bindingsPrefix)) {
+		return ""
+	}
+	name := target[len(bindingsPrefix):]
+	if len(name) == 0 {
+		return ""
+	}
+	for _, c := range name {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '.' {
+			return ""
+		}
+	}
+	return string(name)
+}
+
+// getBinding answers GET /v1/bindings/{name} (head of headLen bytes, still
+// in the buffer, parsed in fc.req) from the binding cache with exactly what
+// the API's handler writes (writeEntry), and reports whether it did. It
+// leaves to net/http every request whose answer is not a cached binding
+// (a name the snapshot lacks, a refusal by the local guard) or that
+// carries what the API's checks look at (a body, a Content-Type), so that
+// those are answered by the API's own code.
+func (fc *fastConn) getBinding(headLen int) bool {
+	start := time.Now()
+	s, h := fc.fs.s, &fc.req
+	if h.hosts != 1 || h.contentLength > 0 || h.chunked || h.upgrade || h.hasField("Content-Type") ||
+		fc.fs.guard.Check(string(h.host), h.origin) != nil {
+		return false
+	}
+	e := s.cache.load().bindings[bindingGetName(h.method, h.target)]
+	if e == nil {
+		return false
+	}
+	if s.cfg.OutliveApp {
+		s.activity.begin()
+		defer s.activity.end()
+	}
+	_, _ = fc.br.Discard(headLen)
+	fc.out = append(fc.out[:0], "HTTP/1.1 200 OK\r\nCache-Control: "...)
+	fc.out = append(fc.out, noStore[0]...)
+	fc.out = append(fc.out, "\r\nContent-Length: "...)
+	fc.out = append(fc.out, e.length[0]...)
+	fc.out = append(fc.out, "\r\nContent-Type: "...)
+	fc.out = append(fc.out, jsonContentType[0]...)
+	fc.out = append(fc.out, "\r\nDate: "...)
+	fc.out = time.Now().UTC().AppendFormat(fc.out, http.TimeFormat)
+	if h.close {
+		fc.out = append(fc.out, "\r\nConnection: close"...)
+	}
+	fc.out = append(append(fc.out, "\r\n\r\n"...), e.body...)
+	_ = fc.c.SetWriteDeadline(time.Now().Add(refuseTimeout))
+	_, err := fc.c.Write(fc.out)
+	_ = fc.c.SetWriteDeadline(time.Time{})
+	fc.fs.s.getRoute.observe(http.StatusOK, start)
+	if err != nil {
+		h.close = true
+	}
+	return true
 }

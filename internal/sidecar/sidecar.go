@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"ddi.dev/ddi/internal/client"
@@ -34,7 +35,9 @@ type Sidecar struct {
 	deps    map[string]registry.Dependency
 	handler http.Handler
 
-	invokeRoute *route // the invoke route's metrics, shared by both invoke paths
+	invokeRoute *route       // the invoke route's metrics, shared by both invoke paths
+	getRoute    *route       // GET /v1/bindings/{name}'s metrics, shared likewise
+	handoffs    atomic.Int64 // connections the fast path handed to net/http
 
 	activity  activity // requests on the API, with Config.OutliveApp
 	closeOnce sync.Once
