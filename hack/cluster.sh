@@ -6,8 +6,8 @@
 # autoscaler, activator and webhook as pods) and a small KIngress
 # implementation. Images are built locally, pushed to a real OCI registry
 # on loopback (the CNCF distribution registry, hack/registry.sh), and
-# pulled from there by containerd: ddi.local/... and ghcr.io/... names
-# resolve to that registry (a hosts.toml mirror per name).
+# pulled from there by containerd: ddi.local/..., dev.local/... and
+# ghcr.io/... names resolve to that registry (a hosts.toml mirror per name).
 #
 # Usage: hack/cluster.sh VERB [ARGS]   (as root)
 #   up                  start everything (builds what is missing first);
@@ -89,8 +89,10 @@ readonly INGRESS_PORT=${DDI_CLUSTER_INGRESS_PORT:-31080}
 readonly HOST_PORTS=${DDI_CLUSTER_HOST_PORTS:-}
 readonly WITH_KNATIVE=${DDI_CLUSTER_KNATIVE:-1}
 readonly REGISTRY_ADDR=${DDI_CLUSTER_REGISTRY:-127.0.0.1:5001}
-# Registries whose names containerd pulls from the local registry.
-readonly MIRRORED=("$IMAGE_REGISTRY" ghcr.io)
+# Registries whose names containerd pulls from the local registry. dev.local
+# is one of the names Knative's conformance tests accept without an image
+# digest (hack/knative-conformance.sh names its test images so).
+readonly MIRRORED=("$IMAGE_REGISTRY" ghcr.io dev.local)
 readonly BUILD_P=${DDI_BUILD_P:-2}
 
 readonly PKI=$STATE/pki
