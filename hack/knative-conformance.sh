@@ -107,14 +107,18 @@ cmd_build() {
 }
 
 # push_images: pack each binary as dev.local/knative-test/NAME:TAG and push
-# it to the cluster's registry (hack/cluster.sh image skips unchanged ones).
+# it to the cluster's registry. The tarballs go once pushed: every
+# `hack/cluster.sh up` pushes all of .cache/cluster/images (220 MB of them),
+# and every run of this script pushes its images itself.
 push_images() {
-	local i name
+	local i ref err
 	for i in "${IMAGES[@]}"; do
-		name=$(basename "$i")
-		[[ -x $OUT/images/$name ]] || die "$OUT/images/$name missing: run the build verb"
-		hack/cluster.sh image "$TEST_REPO/$name:$KNATIVE_VERSION" "$OUT/images/$name" >/dev/null 2>&1 ||
-			die "hack/cluster.sh image $TEST_REPO/$name:$KNATIVE_VERSION failed"
+		ref=$TEST_REPO/$(basename "$i"):$KNATIVE_VERSION
+		[[ -x $OUT/images/$(basename "$i") ]] || die "$OUT/images/$(basename "$i") missing: run the build verb"
+		err=$(hack/cluster.sh image "$ref" "$OUT/images/$(basename "$i")" 2>&1 >"$OUT/image.tar.path") ||
+			die "hack/cluster.sh image $ref failed: $err"
+		[[ $err == *"pushed $ref"* ]] || die "$ref was not pushed (is the cluster up?): $err"
+		rm -f "$(<"$OUT/image.tar.path")" "$(<"$OUT/image.tar.path").stamp"
 	done
 	log "pushed ${#IMAGES[@]} images as $TEST_REPO/NAME:$KNATIVE_VERSION"
 }
