@@ -167,6 +167,12 @@ func TestUpgradeUnderTraffic(t *testing.T) {
 	newController, newSidecar := release(c.repo, "v0.0.0-e2e", newYAML)
 
 	// From a clean cluster: nothing of an earlier install, no examples.
+	// The earlier tests' pods are not under test here: they are removed at
+	// once, since their sidecars may have lost their control plane to an
+	// uninstall and spend their grace period (Knative's is 300 s) on it.
+	for _, ns := range testNamespaces {
+		_, _ = c.tryKubectl("", "-n", ns, "delete", "pods", "--all", "--grace-period=0", "--force", "--wait=false")
+	}
 	c.resetNamespaces(t)
 	_, _ = c.tryKubectl("", "delete", "mutatingwebhookconfiguration", "ddi-sidecar-injector", "--ignore-not-found")
 	_, _ = c.tryKubectl("", "delete", "servicebindings.servicebinding.io", "--all", "--all-namespaces", "--wait")
