@@ -36,17 +36,8 @@
 # and those of hack/cluster.sh (DDI_CACHE, DDI_CLUSTER_STATE, ...).
 set -euo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-readonly REPO
-cd "$REPO"
-DDI_CACHE=${DDI_CACHE:-$REPO/.cache}
-export DDI_CACHE GOTOOLCHAIN=local
-# sudo's secure_path hides a Go installed in /usr/local/go, and kubectl may
-# be the one hack/kube-bins.sh linked or built into the cache.
-for d in /usr/local/go/bin "$DDI_CACHE/kube/v1.37.2"; do
-	[[ -d $d && ":$PATH:" != *":$d:"* ]] && PATH=$PATH:$d
-done
-export PATH
+# shellcheck source=hack/env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 readonly BUILD_P=${DDI_BUILD_P:-2}
 readonly OUT=$DDI_CACHE/e2e/dev
 readonly INGRESS=http://127.0.0.1:${DDI_CLUSTER_INGRESS_PORT:-31080}

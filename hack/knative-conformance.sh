@@ -57,15 +57,8 @@ readonly IMAGES=(autoscale failing grpc-ping hellohttp2 hellovolume helloworld h
 	multicontainer/servingcontainer multicontainer/sidecarcontainer pizzaplanetv1 pizzaplanetv2
 	readiness revisionfailure runtime singlethreaded slowstart timeout volumes wsserver)
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-readonly REPO
-cd "$REPO"
-DDI_CACHE=${DDI_CACHE:-$REPO/.cache}
-export DDI_CACHE GOTOOLCHAIN=local
-for d in /usr/local/go/bin "$DDI_CACHE/kube/v1.37.2"; do
-	[[ -d $d && ":$PATH:" != *":$d:"* ]] && PATH=$PATH:$d
-done
-export PATH
+# shellcheck source=hack/env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 readonly MODULE=$REPO/hack/cluster/knative
 readonly OUT=$DDI_CACHE/knative-conformance
 readonly RESULTS=$OUT/results

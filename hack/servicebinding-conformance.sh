@@ -27,15 +27,8 @@
 # Exit status: 0 when every scenario passed.
 set -euo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-readonly REPO
-cd "$REPO"
-DDI_CACHE=${DDI_CACHE:-$REPO/.cache}
-export DDI_CACHE GOTOOLCHAIN=local
-for d in /usr/local/go/bin "$DDI_CACHE/kube/v1.37.2"; do
-	[[ -d $d && ":$PATH:" != *":$d:"* ]] && PATH=$PATH:$d
-done
-export PATH
+# shellcheck source=hack/env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 readonly SUITE=${DDI_SB_SUITE:-$REPO/../shared/suites/servicebinding-conformance}
 readonly NS=${DDI_SB_NAMESPACE:-servicebindings-cts}
 readonly RESULTS=${DDI_SB_RESULTS:-$DDI_CACHE/servicebinding-conformance}
