@@ -256,7 +256,7 @@ func (fc *fastConn) loop() action {
 		fc.hbuf = append(fc.hbuf[:0], raw...)
 		fc.req.reset()
 		rest, herr := parseRequestLine(fc.hbuf, &fc.req)
-		if herr == nil && fc.req.minor == 1 && bindingGetName(fc.req.method, fc.req.target) != "" {
+		if herr == nil && fc.req.minor == 1 && bindingGetName(fc.req.method, fc.req.target) != nil {
 			// GET /v1/bindings/{name}: answered here when the cache holds
 			// the binding and nothing about the request needs net/http.
 			if parseFields(rest, &fc.req) != nil || !fc.getBinding(len(raw)) {
@@ -976,21 +976,22 @@ const bindingsPrefix = "/v1/bindings/"
 
 // bindingGetName returns the binding a request line asks for when it is
 // a plain GET /v1/bindings/{name}: no query, and a name of the characters
-// a valid name has (anything else, escapes included, goes to net/http).
-func bindingGetName(method, target []byte) string {
+// a valid name has (anything else, escapes included, goes to net/http);
+// nil otherwise. It returns a slice of target: no allocation.
+func bindingGetName(method, target []byte) []byte {
 	if string(method) != http.MethodGet || !bytes.HasPrefix(target, []byte(bindingsPrefix)) {
-		return ""
+		return nil
 	}
 	name := target[len(bindingsPrefix):]
 	if len(name) == 0 {
-		return ""
+		return nil
 	}
 	for _, c := range name {
 		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '.' {
-			return ""
+			return nil
 		}
 	}
-	return string(name)
+	return name
 }
 
 // getBinding answers GET /v1/bindings/{name} (head of headLen bytes, still
@@ -1007,7 +1008,7 @@ func (fc *fastConn) getBinding(headLen int) bool {
 		fc.fs.guard.Check(string(h.host), h.origin) != nil {
 		return false
 	}
-	e := s.cache.load().bindings[bindingGetName(h.method, h.target)]
+	e := s.cache.load().bindings[string(bindingGetName(h.method, h.target))] // no copy: a map index
 	if e == nil {
 		return false
 	}
