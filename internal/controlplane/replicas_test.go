@@ -203,8 +203,10 @@ func TestReplicasUnansweredPeer(t *testing.T) {
 	start := time.Now()
 	g := getGraph(t, rs.envs[0])
 	took := time.Since(start)
-	if took > timeout+time.Second {
-		t.Errorf("GET /v1/graph with a replica that does not answer took %s, want about the peer timeout %s", took, timeout)
+	// The stuck replica never answers: without the peer timeout the request
+	// would hang. The bound is generous, so that a loaded machine passes.
+	if took > 10*timeout {
+		t.Errorf("GET /v1/graph with a replica that does not answer took %s: it waited on the replica (peer timeout %s)", took, timeout)
 	}
 	if diff := cmp.Diff([]string{"backend sc-b@replica-1"}, graphSidecars(g)); diff != "" {
 		t.Errorf("sidecars with a stuck and a gone replica (-want +got):\n%s", diff)
@@ -290,16 +292,16 @@ func TestReplicasGraphEvents(t *testing.T) {
 		return cmp.Equal(graphSidecars(g), []string{"backend sc-b@replica-1", "frontend sc-a@replica-0"})
 	})
 	t.Logf("a sidecar connected to the other replica appeared after %s (poll %s)", time.Since(start).Round(time.Millisecond), poll)
-	if d := time.Since(start); d > poll+time.Second {
-		t.Errorf("a sidecar connected to the other replica appeared after %s, want within the poll %s and a second", d, poll)
+	if d := time.Since(start); d > 10*poll {
+		t.Errorf("a sidecar connected to the other replica appeared after %s, want within a few polls of %s", d, poll)
 	}
 	cancel()
 	start = time.Now()
 	events.wait(t, "sc-b gone", 5*time.Second, func(g controlplane.Graph) bool {
 		return cmp.Equal(graphSidecars(g), []string{"frontend sc-a@replica-0"})
 	})
-	if d := time.Since(start); d > poll+time.Second {
-		t.Errorf("a sidecar that left the other replica disappeared after %s, want within the poll %s and a second", d, poll)
+	if d := time.Since(start); d > 10*poll {
+		t.Errorf("a sidecar that left the other replica disappeared after %s, want within a few polls of %s", d, poll)
 	}
 }
 
