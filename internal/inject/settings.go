@@ -23,10 +23,11 @@ const (
 	// default for pods that run until deleted.
 	ModeOrdered = "ordered"
 	// ModeNative is an init container with restartPolicy Always (Kubernetes
-	// 1.29+): the kubelet starts it before the rest of the pod, waits for
-	// its startup probe, and stops it after the function. The default for
-	// pods that run to completion (Jobs), where a plain container would
-	// keep the pod running.
+	// 1.29+) and the same postStart hook as ModeOrdered: the kubelet starts
+	// it before the rest of the pod, counts it as started once the hook
+	// has returned, and stops it after the function. The default for pods
+	// that run to completion (Jobs), where a plain container would keep
+	// the pod running.
 	ModeNative = "native"
 	// ModeContainer is a plain container after the function's, started
 	// beside it without any order.

@@ -31,18 +31,23 @@ func sidecarContainer(s settings, cfg Config, t target) corev1.Container {
 		SecurityContext:          sidecarSecurityContext(),
 	}
 	if t == targetPod {
-		if s.mode != ModeOrdered {
-			// In ordered mode the postStart hook has waited for
-			// readiness already.
+		if s.mode == ModeContainer {
+			// The other modes' postStart hook has waited for readiness
+			// already.
 			c.StartupProbe = probe(s.port, "/readyz", 1, 1, 60)
 		}
 		c.LivenessProbe = probe(s.port, "/healthz", 10, 2, 3)
 	}
-	switch s.mode {
-	case ModeNative:
+	if s.mode == ModeNative {
 		always := corev1.ContainerRestartPolicyAlways
 		c.RestartPolicy = &always
-	case ModeOrdered:
+	}
+	if s.mode == ModeOrdered || s.mode == ModeNative {
+		// The kubelet runs a container's postStart hook before it starts
+		// the next container (ordered) and before it counts a native
+		// sidecar as started (native; without a startup probe the next
+		// step is then one on-demand relist away instead of a probe
+		// period).
 		c.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
 			Command: []string{"ddi", "probe", "--wait=" + PostStartWait.String(), readyURL(s.port) + "?wait=" + PostStartWait.String()},
 		}}}

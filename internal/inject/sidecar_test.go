@@ -37,24 +37,21 @@ func TestSidecarContainerNative(t *testing.T) {
 	if c.ReadinessProbe != nil {
 		t.Errorf("sidecar has a readiness probe; it must not gate the pod's readiness")
 	}
-	for _, p := range []struct {
-		name  string
-		probe *corev1.Probe
-		want  []string
-	}{
-		{"startupProbe", c.StartupProbe, []string{"ddi", "probe", "http://127.0.0.1:7471/readyz"}},
-		{"livenessProbe", c.LivenessProbe, []string{"ddi", "probe", "http://127.0.0.1:7471/healthz"}},
-	} {
-		if p.probe == nil || p.probe.Exec == nil {
-			t.Errorf("%s = %+v, want an exec probe", p.name, p.probe)
-			continue
-		}
-		if diff := cmp.Diff(p.want, p.probe.Exec.Command); diff != "" {
-			t.Errorf("%s command (-want +got):\n%s", p.name, diff)
-		}
+	if c.StartupProbe != nil {
+		t.Errorf("native sidecar has a startup probe: the kubelet would run it only on its next probe tick, up to a second after the sidecar is ready")
 	}
-	if c.StartupProbe.PeriodSeconds != 1 {
-		t.Errorf("startupProbe period = %d, want 1: the function waits on it", c.StartupProbe.PeriodSeconds)
+	if c.LivenessProbe == nil || c.LivenessProbe.Exec == nil {
+		t.Errorf("livenessProbe = %+v, want an exec probe", c.LivenessProbe)
+	} else if diff := cmp.Diff([]string{"ddi", "probe", "http://127.0.0.1:7471/healthz"}, c.LivenessProbe.Exec.Command); diff != "" {
+		t.Errorf("livenessProbe command (-want +got):\n%s", diff)
+	}
+	// The postStart hook holds the function until the sidecar is ready,
+	// as in ordered mode.
+	if c.Lifecycle == nil || c.Lifecycle.PostStart == nil || c.Lifecycle.PostStart.Exec == nil {
+		t.Fatalf("native sidecar has no postStart exec hook (lifecycle %+v)", c.Lifecycle)
+	}
+	if diff := cmp.Diff([]string{"ddi", "probe", "--wait=5m0s", "http://127.0.0.1:7471/readyz?wait=5m0s"}, c.Lifecycle.PostStart.Exec.Command); diff != "" {
+		t.Errorf("postStart command (-want +got):\n%s", diff)
 	}
 	want := []string{EnvListen, EnvControlPlane, EnvLogLevel, EnvBindingRoot, EnvTokenFile, EnvPodInfoDir, EnvDependencies,
 		EnvPodName, EnvPodNamespace, EnvPodUID, EnvServiceAccount}

@@ -76,7 +76,7 @@ func TestKnative(t *testing.T) {
 		out, err := c.tryKubectl("", "-n", "ddi-demo", "get", "provider", "greeter", "-o", "jsonpath={.status.version} {.status.revision}")
 		return err == nil && out == "1.0.0 "+v1rev, fmt.Errorf("status version and revision %q", out)
 	})
-	c.kubectlRun(t, "-n", "ddi-demo", "wait", "--for=condition=Ready", "--timeout=180s", "ksvc/frontend", "ksvc/cold-ddi", "ksvc/cold-ddi-native", "ksvc/cold-ddi-container", "ksvc/cold-plain")
+	c.kubectlRun(t, "-n", "ddi-demo", "wait", "--for=condition=Ready", "--timeout=180s", "ksvc/frontend", "ksvc/cold-ddi", "ksvc/cold-ddi-native", "ksvc/cold-ddi-container", "ksvc/cold-plain", "ksvc/cold-floor")
 	rep.Steps = append(rep.Steps, step("deploy the functions", t0))
 
 	const frontendHost = "frontend.ddi-demo.example.com"
@@ -629,6 +629,47 @@ spec:
 		t.Log(rep.Termination)
 	})
 
+	t.Run("a Job gets the native sidecar, finds its binding at start and completes", func(t *testing.T) {
+		c.apply(t, im, "test/e2e/testdata/job.yaml")
+		const sel = "batch.kubernetes.io/job-name=resolve-once"
+		eventually(t, 2*time.Minute, "Job resolve-once to complete", func() (bool, error) {
+			j, err := c.cs.BatchV1().Jobs("ddi-demo").Get(t.Context(), "resolve-once", metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			if j.Status.Failed > 0 {
+				for _, p := range c.pods(t, "ddi-demo", sel) {
+					t.Logf("pod %s: %s", p.Name, c.containerLogs(t, "ddi-demo", p.Name, "job"))
+				}
+				t.Fatalf("Job resolve-once failed: its one call to greeter through the sidecar failed")
+			}
+			return j.Status.Succeeded == 1, nil
+		})
+		pods := c.pods(t, "ddi-demo", sel)
+		if len(pods) != 1 {
+			t.Fatalf("Job resolve-once has %d pods, want 1", len(pods))
+		}
+		pod := pods[0]
+		if pod.Status.Phase != corev1.PodSucceeded {
+			t.Errorf("pod %s phase %s, want Succeeded (the kubelet stops a native sidecar after the job)", pod.Name, pod.Status.Phase)
+		}
+		if len(pod.Spec.InitContainers) == 0 || pod.Spec.InitContainers[0].Name != "ddi-sidecar" {
+			t.Fatalf("pod %s has no ddi-sidecar init container (init containers: %v)", pod.Name, names(&pod))
+		}
+		sc := pod.Spec.InitContainers[0]
+		if sc.RestartPolicy == nil || *sc.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+			t.Errorf("ddi-sidecar of %s is not a native sidecar (restartPolicy %v)", pod.Name, sc.RestartPolicy)
+		}
+		if sc.Lifecycle == nil || sc.Lifecycle.PostStart == nil || sc.Lifecycle.PostStart.Exec == nil || sc.StartupProbe != nil {
+			t.Errorf("ddi-sidecar of %s: want a postStart hook and no startup probe (lifecycle %+v, startupProbe %+v)", pod.Name, sc.Lifecycle, sc.StartupProbe)
+		}
+		out := c.containerLogs(t, "ddi-demo", pod.Name, "job")
+		if !strings.Contains(out, "200 OK") || !strings.Contains(out, "hello from greeter") {
+			t.Errorf("the job's call to greeter through the sidecar did not answer:\n%s", out)
+		}
+		t.Logf("Job resolve-once completed; native sidecar stopped after it")
+	})
+
 	t.Run("scale to zero and back, cold start with and without ddi", func(t *testing.T) {
 		waitZero := func(services ...string) {
 			t.Helper()
@@ -641,7 +682,7 @@ spec:
 				return true, nil
 			})
 		}
-		waitZero("frontend", "cold-ddi", "cold-ddi-native", "cold-ddi-container", "cold-plain")
+		waitZero("frontend", "cold-ddi", "cold-ddi-native", "cold-ddi-container", "cold-plain", "cold-floor")
 		got := request(client, route, frontendHost)
 		if !got.ok() {
 			t.Fatalf("first request to frontend after scale to zero: %v", got.err)
@@ -652,7 +693,7 @@ spec:
 		c.checkStartOrder(t, &pod)
 
 		rounds := envInt(t, "DDI_E2E_COLD_ROUNDS", 10)
-		services := []string{"cold-plain", "cold-ddi", "cold-ddi-native", "cold-ddi-container"}
+		services := []string{"cold-plain", "cold-floor", "cold-ddi", "cold-ddi-native", "cold-ddi-container"}
 		// The modes that promise the bindings before the function starts.
 		ordered := map[string]bool{"cold-ddi": true, "cold-ddi-native": true}
 		cold := map[string]latencies{}
@@ -680,16 +721,19 @@ spec:
 			}
 		}
 		rep.ColdStart = map[string]string{
-			"without ddi (cold-plain)":                       cold["cold-plain"].String(),
-			"with ddi, ordered sidecar (cold-ddi)":           cold["cold-ddi"].String(),
-			"with ddi, native sidecar (cold-ddi-native)":     cold["cold-ddi-native"].String(),
-			"with ddi, plain container (cold-ddi-container)": cold["cold-ddi-container"].String(),
+			"without ddi (cold-plain)":                           cold["cold-plain"].String(),
+			"without ddi, one idle container first (cold-floor)": cold["cold-floor"].String(),
+			"with ddi, ordered sidecar (cold-ddi)":               cold["cold-ddi"].String(),
+			"with ddi, native sidecar (cold-ddi-native)":         cold["cold-ddi-native"].String(),
+			"with ddi, plain container (cold-ddi-container)":     cold["cold-ddi-container"].String(),
 		}
 		for k, v := range rep.ColdStart {
 			t.Logf("cold start %s: %s", k, v)
 		}
 		plain, orderedP50 := cold["cold-plain"].percentile(50), cold["cold-ddi"].percentile(50)
-		t.Logf("cold start p50: ordered sidecar %s, no ddi %s (difference %s)", ms(orderedP50), ms(plain), ms(orderedP50-plain))
+		floor, nativeP50 := cold["cold-floor"].percentile(50), cold["cold-ddi-native"].percentile(50)
+		t.Logf("cold start p50: ordered sidecar %s, native sidecar %s, no ddi %s (differences %s, %s); one idle container first, no ddi: %s (%s)",
+			ms(orderedP50), ms(nativeP50), ms(plain), ms(orderedP50-plain), ms(nativeP50-plain), ms(floor), ms(floor-plain))
 	})
 
 	rep.Total = time.Since(began).Round(time.Second).String()
@@ -863,8 +907,8 @@ func (c *localCluster) containerMemory(pod *corev1.Pod, name string) (containerM
 }
 
 // checkStartOrder checks, on a pod that just started, that the sidecar had
-// its first snapshot (so its startup probe could pass) before the function
-// started serving: native sidecar start order.
+// its first snapshot (so its postStart hook could return) before the
+// function started serving.
 func (c *localCluster) checkStartOrder(t *testing.T, pod *corev1.Pod) {
 	t.Helper()
 	sidecarReady := firstLogTime(t, c.containerLogs(t, pod.Namespace, pod.Name, "ddi-sidecar"), "snapshot applied")
