@@ -42,6 +42,7 @@ var testNamespaces = []string{"ddi-demo", "openfaas-fn", "fission-function"}
 // images to the cluster's registry, which exists only there.
 type localCluster struct {
 	repo       string
+	state      string // DDI_CLUSTER_STATE: kubeconfig, logs
 	kubeconfig string
 	kubectl    string
 	ingress    string // the KIngress for public routes, http://127.0.0.1:31080
@@ -67,7 +68,7 @@ func requireCluster(t *testing.T) *localCluster {
 	if state == "" {
 		state = "/var/lib/ddi-cluster"
 	}
-	c := &localCluster{repo: repo, kubeconfig: filepath.Join(state, "kubeconfig"), ingress: "http://127.0.0.1:31080"}
+	c := &localCluster{repo: repo, state: state, kubeconfig: filepath.Join(state, "kubeconfig"), ingress: "http://127.0.0.1:31080"}
 	if p := os.Getenv("DDI_CLUSTER_INGRESS_PORT"); p != "" {
 		c.ingress = "http://127.0.0.1:" + p
 	}
