@@ -55,12 +55,14 @@ func sidecarContainer(s settings, cfg Config, t target) corev1.Container {
 	return c
 }
 
-// PostStartWait bounds the ordered sidecar's postStart hook, which asks
-// the sidecar's /readyz to answer as soon as it is ready (?wait=). The kubelet
-// starts the function's containers only after the hook returns; if the
-// sidecar is not ready by then (the control plane has been unreachable
-// all along), the hook fails, the kubelet restarts the sidecar, and the
-// function starts without waiting any longer (docs/injection.md).
+// PostStartWait bounds the postStart hook of the ordered and native
+// sidecars, which asks the sidecar's /readyz to answer as soon as it is
+// ready (?wait=). The kubelet starts the function's containers only after
+// the hook returns; if the sidecar is not ready by then (the control plane
+// has been unreachable all along), the hook fails and the kubelet restarts
+// the sidecar. An ordered sidecar's function then starts without waiting
+// any longer; a native sidecar's keeps waiting for the restarted one
+// (docs/injection.md).
 const PostStartWait = 5 * time.Minute
 
 func readyURL(port int32) string { return fmt.Sprintf("http://127.0.0.1:%d/readyz", port) }
